@@ -1,0 +1,127 @@
+// Package versity runs the versitygw S3 gateway (github.com/versity/versitygw, posix backend) in
+// process. It is the local-mode (and test) S3 server: real SigV4 verification and presigned-URL
+// expiry checks, objects stored as files under a directory.
+//
+// versitygw allows one embedded gateway per process (it keeps package-level state), so a process
+// starts at most one Server.
+package versity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/versity/versitygw/backend/meta"
+	"github.com/versity/versitygw/backend/posix"
+	"github.com/versity/versitygw/debuglogger"
+	"github.com/versity/versitygw/embedgw"
+)
+
+// Region is the S3 region the embedded gateway answers for.
+const Region = "us-east-1"
+
+// Server is a running embedded S3 gateway.
+type Server struct {
+	endpoint string
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+// Start starts the gateway with objects under dir/objects, object metadata under dir/meta (sidecar
+// files, so no extended-attribute support is needed from the file system) and accounts under
+// dir/iam. addr is "host:port"; a port of 0 picks a free one. accessKey and secretKey are the root
+// credentials. It returns once the gateway accepts TCP connections, or an error after 10 s.
+func Start(dir, addr, accessKey, secretKey string) (*Server, error) {
+	if accessKey == "" || secretKey == "" {
+		return nil, errors.New("versity: root access key and secret are required")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("versity: data dir: %w", err)
+	}
+	objects, metaDir, iamDir := filepath.Join(abs, "objects"), filepath.Join(abs, "meta"), filepath.Join(abs, "iam")
+	for _, d := range []string{objects, metaDir, iamDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("versity: data dir: %w", err)
+		}
+	}
+	addr, err = concreteAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	sidecar, err := meta.NewSideCar(metaDir)
+	if err != nil {
+		return nil, fmt.Errorf("versity: metadata dir: %w", err)
+	}
+	be, err := posix.New(objects, sidecar, posix.PosixOpts{NewDirPerm: 0o700, NewFilePerm: 0o600})
+	if err != nil {
+		return nil, fmt.Errorf("versity: posix backend: %w", err)
+	}
+	cfg := &embedgw.Config{
+		RootUserAccess:    accessKey,
+		RootUserSecret:    secretKey,
+		Region:            Region,
+		Ports:             []string{addr},
+		MaxConnections:    10000,
+		MaxRequests:       10000,
+		MultipartMaxParts: 10000,
+		IAMDir:            iamDir,
+		Quiet:             true,
+		LogLevel:          debuglogger.LevelSilent,
+		HealthPath:        "/healthz",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{endpoint: "http://" + addr, cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- embedgw.RunVersityGW(ctx, be, cfg) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case err := <-s.done:
+			cancel()
+			return nil, fmt.Errorf("versity: gateway stopped at start: %w", err)
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			return nil, fmt.Errorf("versity: %s not reachable within 10s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Endpoint returns the gateway's base URL, e.g. "http://127.0.0.1:8333".
+func (s *Server) Endpoint() string { return s.endpoint }
+
+// Close stops the gateway and waits (at most 10 s) for it to finish.
+func (s *Server) Close() {
+	s.cancel()
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// concreteAddr replaces a port of 0 in addr with a currently free port on the same host.
+func concreteAddr(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("versity: listen address %q: %w", addr, err)
+	}
+	if port != "0" {
+		return addr, nil
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", fmt.Errorf("versity: free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
