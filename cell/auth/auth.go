@@ -1,0 +1,219 @@
+// Package auth issues and verifies a cell's tokens (golang-jwt v5, EdDSA/Ed25519 per RFC 8037)
+// and hashes passwords (bcrypt from golang.org/x/crypto).
+//
+// Verification pins the algorithm to EdDSA, requires `exp`, checks `iss` and `aud`, distinguishes
+// token types by the `typ` claim so none can stand in for another, and checks the `tenantId`
+// claim against the cell's tenant. A token whose issuer is the control plane is verified with the
+// control plane's public key and only ever grants the super-admin role.
+package auth
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"atende/cell"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Token types (the `typ` claim).
+const (
+	TypeAccess   = "access"
+	TypeRefresh  = "refresh"
+	TypeVisitor  = "visitor"
+	TypeWSTicket = "ws-ticket"
+)
+
+// Token lifetimes.
+const (
+	// AccessTTL is the lifetime of an agent/admin access token.
+	AccessTTL = 15 * time.Minute
+	// RefreshTTL is the lifetime of a refresh token (and of its session family).
+	RefreshTTL = 30 * 24 * time.Hour
+	// VisitorTTL is the lifetime of a visitor token issued to the widget.
+	VisitorTTL = 24 * time.Hour
+	// WSTicketTTL is the lifetime of a single-use WebSocket ticket.
+	WSTicketTTL = 30 * time.Second
+)
+
+// Claims are the claims of every Atende token.
+type Claims struct {
+	jwt.RegisteredClaims
+	TenantID string   `json:"tenantId"`
+	Roles    []string `json:"roles"`
+	Type     string   `json:"typ"`
+	Name     string   `json:"name,omitempty"`
+	Sid      string   `json:"sid,omitempty"`
+}
+
+// Principal returns the caller described by the claims.
+func (c *Claims) Principal() cell.Principal {
+	return cell.Principal{Subject: c.Subject, TenantID: c.TenantID, Roles: c.Roles, Name: c.Name, SessionID: c.Sid}
+}
+
+// Authority signs and verifies the tokens of one cell.
+type Authority struct {
+	tenantID string
+	audience string
+	key      ed25519.PrivateKey
+	kid      string
+	cpKey    ed25519.PublicKey
+	now      func() time.Time
+}
+
+// NewAuthority returns the authority of the cell serving tenantID: it signs with key (JWT header
+// `kid` = kid) and accepts the control plane's super-admin tokens signed with cpKey.
+func NewAuthority(tenantID string, key ed25519.PrivateKey, kid string, cpKey ed25519.PublicKey) *Authority {
+	return &Authority{tenantID: tenantID, audience: cell.Audience(tenantID), key: key, kid: kid, cpKey: cpKey, now: time.Now}
+}
+
+// Audience returns the `aud` (and `iss`) of this cell's tokens.
+func (a *Authority) Audience() string { return a.audience }
+
+// Grant describes a token to issue.
+type Grant struct {
+	Type    string
+	Subject string
+	Roles   []string
+	Name    string
+	Sid     string
+	TTL     time.Duration
+}
+
+// Issued is a signed token with its id (`jti`) and expiry.
+type Issued struct {
+	Token     string
+	JTI       string
+	ExpiresAt time.Time
+}
+
+// Issue signs a token for g. It returns an error only if signing fails.
+func (a *Authority) Issue(g Grant) (Issued, error) {
+	now := a.now()
+	jti := RandomID()
+	exp := now.Add(g.TTL)
+	claims := Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: a.audience, Subject: g.Subject, Audience: jwt.ClaimStrings{a.audience},
+			ExpiresAt: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now), ID: jti,
+		},
+		TenantID: a.tenantID, Roles: g.Roles, Type: g.Type, Name: g.Name, Sid: g.Sid,
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+	tok.Header["kid"] = a.kid
+	s, err := tok.SignedString(a.key)
+	if err != nil {
+		return Issued{}, err
+	}
+	return Issued{Token: s, JTI: jti, ExpiresAt: exp}, nil
+}
+
+// Verify parses and checks token and returns its claims. The token's `typ` must be one of types.
+// Errors are *cell.Error: unauthorized for a malformed, forged, expired, wrong-audience,
+// wrong-issuer or wrong-type token; forbidden for a valid token whose tenantId is another tenant's.
+func (a *Authority) Verify(token string, types ...string) (*Claims, error) {
+	var claims Claims
+	_, err := jwt.ParseWithClaims(token, &claims, a.keyFor,
+		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
+		jwt.WithExpirationRequired(),
+		jwt.WithAudience(a.audience),
+		jwt.WithTimeFunc(a.now),
+		jwt.WithLeeway(5*time.Second),
+	)
+	if err != nil {
+		return nil, cell.Errorf(cell.EUnauthorized, "invalid token")
+	}
+	if claims.TenantID != a.tenantID {
+		return nil, cell.Errorf(cell.EForbidden, "token belongs to another tenant")
+	}
+	if claims.Issuer == cell.ControlPlaneIssuer {
+		// The control plane may only grant super-admin, whatever else the token says.
+		claims.Roles = []string{cell.RoleSuperAdmin}
+	}
+	for _, t := range types {
+		if claims.Type == t {
+			return &claims, nil
+		}
+	}
+	return nil, cell.Errorf(cell.EUnauthorized, "wrong token type")
+}
+
+// keyFor selects the verification key from the (untrusted) issuer and kid: the cell's own key for
+// its own issuer and kid, the control plane key for the control plane issuer, nothing else.
+func (a *Authority) keyFor(t *jwt.Token) (any, error) {
+	claims, ok := t.Claims.(*Claims)
+	if !ok {
+		return nil, errors.New("unexpected claims")
+	}
+	switch claims.Issuer {
+	case a.audience:
+		if kid, _ := t.Header["kid"].(string); kid != a.kid {
+			return nil, errors.New("unknown kid")
+		}
+		return a.key.Public(), nil
+	case cell.ControlPlaneIssuer:
+		if len(a.cpKey) == 0 {
+			return nil, errors.New("no control plane key")
+		}
+		return a.cpKey, nil
+	default:
+		return nil, errors.New("unknown issuer")
+	}
+}
+
+// HashPassword returns the bcrypt hash of password at bcrypt.DefaultCost. It returns an invalid
+// error for passwords over 72 bytes, which bcrypt cannot hash.
+func HashPassword(password string) (string, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return "", cell.Errorf(cell.EInvalid, "password cannot be hashed: %v", err)
+	}
+	return string(h), nil
+}
+
+// CheckPassword reports whether password matches the bcrypt hash.
+func CheckPassword(hash, password string) bool {
+	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil
+}
+
+// dummyHash is compared against when a login names an unknown email, so that unknown and known
+// emails take the same time (OWASP Authentication Cheat Sheet, "Authentication Responses").
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("atende-dummy-password"), bcrypt.DefaultCost)
+
+// BurnPasswordCheck spends the time of one password check and returns false.
+func BurnPasswordCheck(password string) bool {
+	_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+	return false
+}
+
+// RandomID returns 16 random bytes as 32 lowercase hex characters.
+func RandomID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms (Go 1.24+ documents this).
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// RandomPassword returns a random password of n characters from an unambiguous alphabet.
+func RandomPassword(n int) string {
+	const alphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	out := make([]byte, 0, n)
+	var buf [64]byte
+	for len(out) < n {
+		if _, err := rand.Read(buf[:]); err != nil {
+			panic(err)
+		}
+		for _, c := range buf {
+			// Rejection sampling keeps every character equally likely (no modulo bias).
+			if int(c) < 256/len(alphabet)*len(alphabet) && len(out) < n {
+				out = append(out, alphabet[int(c)%len(alphabet)])
+			}
+		}
+	}
+	return string(out)
+}

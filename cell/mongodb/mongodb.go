@@ -1,0 +1,363 @@
+// Package mongodb stores one tenant's cell data in MongoDB (official driver v2). Every document
+// carries `tenantId` and every filter built here starts with it, even though each cell has its
+// own database (DESIGN.md §4). It runs on real MongoDB and on embedded FerretDB v1, so every
+// "exactly one" rule is arbitrated by a unique index (an insert), never by a conditional update,
+// which FerretDB v1 does not perform atomically (DESIGN.md §5).
+package mongodb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"atende/cell"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Store is the tenant-scoped data access of one cell.
+type Store struct {
+	client      *mongo.Client
+	tenantID    string
+	users       *mongo.Collection
+	visitors    *mongo.Collection
+	chats       *mongo.Collection
+	messages    *mongo.Collection
+	attachments *mongo.Collection
+	claims      *mongo.Collection
+	sessions    *mongo.Collection
+	settings    *mongo.Collection
+	audit       *mongo.Collection
+}
+
+// Open connects to uri and returns the store of tenantID in database dbName. It does not create
+// indexes; call EnsureIndexes.
+func Open(ctx context.Context, uri, dbName, tenantID string) (*Store, error) {
+	if tenantID == "" {
+		return nil, errors.New("mongodb: tenantID is required")
+	}
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetTimeout(10 * time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: connect: %w", err)
+	}
+	db := client.Database(dbName)
+	return &Store{
+		client: client, tenantID: tenantID,
+		users: db.Collection("users"), visitors: db.Collection("visitors"), chats: db.Collection("chats"),
+		messages: db.Collection("messages"), attachments: db.Collection("attachments"),
+		claims: db.Collection("claims"), sessions: db.Collection("sessions"),
+		settings: db.Collection("settings"), audit: db.Collection("audit"),
+	}, nil
+}
+
+// Close disconnects from the server.
+func (s *Store) Close(ctx context.Context) error { return s.client.Disconnect(ctx) }
+
+// Ping checks that the server answers.
+func (s *Store) Ping(ctx context.Context) error { return s.client.Ping(ctx, nil) }
+
+// EnsureIndexes creates the indexes of DESIGN.md §5 (idempotent).
+func (s *Store) EnsureIndexes(ctx context.Context) error {
+	sets := []struct {
+		c   *mongo.Collection
+		ims []mongo.IndexModel
+	}{
+		{s.chats, []mongo.IndexModel{
+			{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "status", Value: 1}, {Key: "createdAt", Value: -1}}},
+			// One open chat per visitor: openKey is set only while open (sparse, since FerretDB v1
+			// has no partial indexes).
+			{Keys: bson.D{{Key: "openKey", Value: 1}}, Options: options.Index().SetUnique(true).SetSparse(true)},
+		}},
+		{s.messages, []mongo.IndexModel{
+			{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "chatId", Value: 1}, {Key: "createdAt", Value: 1}}},
+			{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "chatId", Value: 1}, {Key: "seq", Value: 1}}, Options: options.Index().SetUnique(true)},
+			{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "chatId", Value: 1}, {Key: "clientMsgId", Value: 1}}, Options: options.Index().SetUnique(true)},
+		}},
+		{s.users, []mongo.IndexModel{{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "email", Value: 1}}, Options: options.Index().SetUnique(true)}}},
+		{s.attachments, []mongo.IndexModel{{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "chatId", Value: 1}, {Key: "createdAt", Value: 1}}}}},
+		{s.settings, []mongo.IndexModel{{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "key", Value: 1}}, Options: options.Index().SetUnique(true)}}},
+		{s.audit, []mongo.IndexModel{{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "at", Value: -1}}}}},
+		{s.sessions, []mongo.IndexModel{{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "userId", Value: 1}}}}},
+	}
+	for _, set := range sets {
+		for i := range set.ims {
+			// Explicit, conventional names, so real MongoDB and FerretDB agree on them.
+			if set.ims[i].Options == nil {
+				set.ims[i].Options = options.Index()
+			}
+			set.ims[i].Options.SetName(indexName(set.ims[i].Keys.(bson.D)))
+		}
+		if _, err := set.c.Indexes().CreateMany(ctx, set.ims); err != nil {
+			return fmt.Errorf("mongodb: indexes on %s: %w", set.c.Name(), err)
+		}
+	}
+	return nil
+}
+
+// indexName returns MongoDB's conventional name for keys, e.g. "tenantId_1_chatId_1_seq_1".
+func indexName(keys bson.D) string {
+	parts := make([]string, 0, 2*len(keys))
+	for _, k := range keys {
+		parts = append(parts, k.Key, fmt.Sprint(k.Value))
+	}
+	return strings.Join(parts, "_")
+}
+
+// scoped returns filter with tenantId as its first element. Every query goes through it.
+func (s *Store) scoped(filter ...bson.E) bson.D {
+	return append(bson.D{{Key: "tenantId", Value: s.tenantID}}, filter...)
+}
+
+// translate maps driver errors to cell errors: no documents → not_found, duplicate key (E11000,
+// or the InternalError FerretDB v1 returns for a duplicate caused by an update) → conflict.
+func translate(err error, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return cell.Errorf(cell.ENotFound, "%s not found", what)
+	case isDuplicate(err):
+		return cell.Errorf(cell.EConflict, "%s already exists", what)
+	default:
+		return fmt.Errorf("mongodb: %s: %w", what, err)
+	}
+}
+
+func isDuplicate(err error) bool {
+	return mongo.IsDuplicateKeyError(err) || strings.Contains(err.Error(), "duplicate key")
+}
+
+func (s *Store) insert(ctx context.Context, c *mongo.Collection, doc any, what string) error {
+	_, err := c.InsertOne(ctx, doc)
+	return translate(err, what)
+}
+
+func (s *Store) findOne(ctx context.Context, c *mongo.Collection, out any, what string, filter ...bson.E) error {
+	return translate(c.FindOne(ctx, s.scoped(filter...)).Decode(out), what)
+}
+
+func findAll[T any](ctx context.Context, s *Store, c *mongo.Collection, what string, filter ...bson.E) ([]T, error) {
+	cur, err := c.Find(ctx, s.scoped(filter...))
+	if err != nil {
+		return nil, translate(err, what)
+	}
+	out := []T{}
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, translate(err, what)
+	}
+	return out, nil
+}
+
+func (s *Store) update(ctx context.Context, c *mongo.Collection, id string, upd bson.D, what string) error {
+	res, err := c.UpdateOne(ctx, s.scoped(bson.E{Key: "_id", Value: id}), upd)
+	if err != nil {
+		return translate(err, what)
+	}
+	if res.MatchedCount == 0 {
+		return cell.Errorf(cell.ENotFound, "%s not found", what)
+	}
+	return nil
+}
+
+// CreateUser stores u (TenantID is set by the store). A second user with the same email is a
+// conflict.
+func (s *Store) CreateUser(ctx context.Context, u *cell.User) error {
+	u.TenantID = s.tenantID
+	u.Email = strings.ToLower(u.Email)
+	return s.insert(ctx, s.users, u, "user")
+}
+
+// UserByEmail returns the user with email (case-insensitive), or not_found.
+func (s *Store) UserByEmail(ctx context.Context, email string) (cell.User, error) {
+	var u cell.User
+	err := s.findOne(ctx, s.users, &u, "user", bson.E{Key: "email", Value: strings.ToLower(email)})
+	return u, err
+}
+
+// User returns the user with id, or not_found.
+func (s *Store) User(ctx context.Context, id string) (cell.User, error) {
+	var u cell.User
+	err := s.findOne(ctx, s.users, &u, "user", bson.E{Key: "_id", Value: id})
+	return u, err
+}
+
+// ListUsers returns all users of the tenant ordered by email.
+func (s *Store) ListUsers(ctx context.Context) ([]cell.User, error) {
+	users, err := findAll[cell.User](ctx, s, s.users, "users")
+	sort.Slice(users, func(i, j int) bool { return users[i].Email < users[j].Email })
+	return users, err
+}
+
+// DeleteUser removes the user with id, or returns not_found.
+func (s *Store) DeleteUser(ctx context.Context, id string) error {
+	res, err := s.users.DeleteOne(ctx, s.scoped(bson.E{Key: "_id", Value: id}))
+	if err != nil {
+		return translate(err, "user")
+	}
+	if res.DeletedCount == 0 {
+		return cell.Errorf(cell.ENotFound, "user not found")
+	}
+	return nil
+}
+
+// CreateVisitor stores v.
+func (s *Store) CreateVisitor(ctx context.Context, v *cell.Visitor) error {
+	v.TenantID = s.tenantID
+	return s.insert(ctx, s.visitors, v, "visitor")
+}
+
+// Visitor returns the visitor with id, or not_found.
+func (s *Store) Visitor(ctx context.Context, id string) (cell.Visitor, error) {
+	var v cell.Visitor
+	err := s.findOne(ctx, s.visitors, &v, "visitor", bson.E{Key: "_id", Value: id})
+	return v, err
+}
+
+// InsertChat stores a new chat. If the visitor already has an open chat (same OpenKey) it returns
+// conflict and stores nothing.
+func (s *Store) InsertChat(ctx context.Context, c *cell.Chat) error {
+	c.TenantID = s.tenantID
+	return s.insert(ctx, s.chats, c, "open chat")
+}
+
+// OpenChatOf returns the visitor's open (queued or active) chat, or not_found.
+func (s *Store) OpenChatOf(ctx context.Context, visitorID string) (cell.Chat, error) {
+	var c cell.Chat
+	err := s.findOne(ctx, s.chats, &c, "chat", bson.E{Key: "openKey", Value: visitorID})
+	return c, err
+}
+
+// Chat returns the chat with id, or not_found.
+func (s *Store) Chat(ctx context.Context, id string) (cell.Chat, error) {
+	var c cell.Chat
+	err := s.findOne(ctx, s.chats, &c, "chat", bson.E{Key: "_id", Value: id})
+	return c, err
+}
+
+// ChatsByStatus returns the chats in status, oldest first.
+func (s *Store) ChatsByStatus(ctx context.Context, status cell.ChatStatus) ([]cell.Chat, error) {
+	chats, err := findAll[cell.Chat](ctx, s, s.chats, "chats", bson.E{Key: "status", Value: status})
+	// Sorted in Go: FerretDB v1 sorts by scanning the whole collection.
+	sort.Slice(chats, func(i, j int) bool { return chats[i].CreatedAt.Before(chats[j].CreatedAt) })
+	return chats, err
+}
+
+// SetChatAccepted records that agent accepted the chat at `at`. The caller must hold the accept
+// claim (Claim); this update only records the state.
+func (s *Store) SetChatAccepted(ctx context.Context, chatID string, agent cell.Author, at time.Time) error {
+	return s.update(ctx, s.chats, chatID, bson.D{{Key: "$set", Value: bson.D{
+		{Key: "status", Value: cell.ChatActive}, {Key: "agentId", Value: agent.ID},
+		{Key: "agentName", Value: agent.Name}, {Key: "acceptedAt", Value: at},
+	}}}, "chat")
+}
+
+// SetChatResolved closes the chat at `at` and frees the visitor's open-chat slot.
+func (s *Store) SetChatResolved(ctx context.Context, chatID string, at time.Time) error {
+	return s.update(ctx, s.chats, chatID, bson.D{
+		{Key: "$set", Value: bson.D{{Key: "status", Value: cell.ChatResolved}, {Key: "resolvedAt", Value: at}}},
+		{Key: "$unset", Value: bson.D{{Key: "openKey", Value: ""}}},
+	}, "chat")
+}
+
+// RecordLastMessage raises the chat's lastSeq to seq (never lowers it) and sets its preview.
+func (s *Store) RecordLastMessage(ctx context.Context, chatID string, seq int64, preview string) error {
+	return s.update(ctx, s.chats, chatID, bson.D{
+		{Key: "$max", Value: bson.D{{Key: "lastSeq", Value: seq}}},
+		{Key: "$set", Value: bson.D{{Key: "preview", Value: preview}}},
+	}, "chat")
+}
+
+// Claim arbitrates an "exactly one" decision: the first caller to claim id wins, by inserting a
+// document against the unique _id index. It returns the holder of the claim (holder itself when
+// this call won) and whether this call created it.
+func (s *Store) Claim(ctx context.Context, id, holder string) (winner string, won bool, err error) {
+	_, err = s.claims.InsertOne(ctx, bson.D{
+		{Key: "_id", Value: id}, {Key: "tenantId", Value: s.tenantID},
+		{Key: "holder", Value: holder}, {Key: "at", Value: time.Now().UTC()},
+	})
+	if err == nil {
+		return holder, true, nil
+	}
+	if !isDuplicate(err) {
+		return "", false, translate(err, "claim")
+	}
+	var doc struct {
+		Holder string `bson:"holder"`
+	}
+	if err := s.findOne(ctx, s.claims, &doc, "claim", bson.E{Key: "_id", Value: id}); err != nil {
+		return "", false, err
+	}
+	return doc.Holder, false, nil
+}
+
+// InsertMessage stores m. A duplicate seq or clientMsgId in the chat returns conflict and stores
+// nothing; the caller tells them apart with MessageByClientID.
+func (s *Store) InsertMessage(ctx context.Context, m *cell.Message) error {
+	m.TenantID = s.tenantID
+	return s.insert(ctx, s.messages, m, "message")
+}
+
+// MessageByClientID returns the chat's message with clientMsgID, or not_found.
+func (s *Store) MessageByClientID(ctx context.Context, chatID, clientMsgID string) (cell.Message, error) {
+	var m cell.Message
+	err := s.findOne(ctx, s.messages, &m, "message",
+		bson.E{Key: "chatId", Value: chatID}, bson.E{Key: "clientMsgId", Value: clientMsgID})
+	return m, err
+}
+
+// HasMessageSeq reports whether the chat has a message with seq.
+func (s *Store) HasMessageSeq(ctx context.Context, chatID string, seq int64) (bool, error) {
+	n, err := s.messages.CountDocuments(ctx, s.scoped(bson.E{Key: "chatId", Value: chatID}, bson.E{Key: "seq", Value: seq}))
+	return n > 0, translate(err, "message")
+}
+
+// MessagesInRange returns the chat's messages with after < seq ≤ upTo, ordered by seq. Seqs are
+// gapless, so a range query replaces a sorted find (which FerretDB v1 runs as a full scan).
+func (s *Store) MessagesInRange(ctx context.Context, chatID string, after, upTo int64) ([]cell.Message, error) {
+	msgs, err := findAll[cell.Message](ctx, s, s.messages, "messages", bson.E{Key: "chatId", Value: chatID},
+		bson.E{Key: "seq", Value: bson.D{{Key: "$gt", Value: after}, {Key: "$lte", Value: upTo}}})
+	sort.Slice(msgs, func(i, j int) bool { return msgs[i].Seq < msgs[j].Seq })
+	return msgs, err
+}
+
+// InsertAttachment stores a.
+func (s *Store) InsertAttachment(ctx context.Context, a *cell.Attachment) error {
+	a.TenantID = s.tenantID
+	return s.insert(ctx, s.attachments, a, "attachment")
+}
+
+// Attachment returns the attachment with id, or not_found.
+func (s *Store) Attachment(ctx context.Context, id string) (cell.Attachment, error) {
+	var a cell.Attachment
+	err := s.findOne(ctx, s.attachments, &a, "attachment", bson.E{Key: "_id", Value: id})
+	return a, err
+}
+
+// InsertSession stores a refresh-token session.
+func (s *Store) InsertSession(ctx context.Context, sess *cell.Session) error {
+	sess.TenantID = s.tenantID
+	return s.insert(ctx, s.sessions, sess, "session")
+}
+
+// Session returns the session with id, or not_found.
+func (s *Store) Session(ctx context.Context, id string) (cell.Session, error) {
+	var sess cell.Session
+	err := s.findOne(ctx, s.sessions, &sess, "session", bson.E{Key: "_id", Value: id})
+	return sess, err
+}
+
+// SetSessionJTI records jti as the session's current refresh token.
+func (s *Store) SetSessionJTI(ctx context.Context, id, jti string) error {
+	return s.update(ctx, s.sessions, id, bson.D{{Key: "$set", Value: bson.D{{Key: "currentJti", Value: jti}}}}, "session")
+}
+
+// RevokeSession marks the session revoked: its refresh tokens stop working (access tokens
+// expire on their own within auth.AccessTTL).
+func (s *Store) RevokeSession(ctx context.Context, id string) error {
+	return s.update(ctx, s.sessions, id, bson.D{{Key: "$set", Value: bson.D{{Key: "revoked", Value: true}}}}, "session")
+}

@@ -1,0 +1,265 @@
+package service
+
+import (
+	"context"
+	"strings"
+
+	"atende/cell"
+	"atende/cell/auth"
+)
+
+// Tokens is the answer to a login or refresh. ExpiresIn is the access token lifetime in ms.
+type Tokens struct {
+	AccessToken  string    `json:"accessToken"`
+	RefreshToken string    `json:"refreshToken"`
+	ExpiresIn    int64     `json:"expiresIn"`
+	User         cell.User `json:"user"`
+}
+
+// Login checks email and password and starts a session. Unknown email, wrong password and a
+// disabled user all answer the same unauthorized error after the same bcrypt work.
+func (s *Service) Login(ctx context.Context, email, password string) (Tokens, error) {
+	bad := cell.Errorf(cell.EUnauthorized, "wrong email or password")
+	u, err := s.store.UserByEmail(ctx, strings.TrimSpace(email))
+	if cell.ErrorCode(err) == cell.ENotFound {
+		auth.BurnPasswordCheck(password)
+		return Tokens{}, bad
+	}
+	if err != nil {
+		return Tokens{}, err
+	}
+	if !auth.CheckPassword(u.PasswordHash, password) || u.Disabled {
+		return Tokens{}, bad
+	}
+	sess := cell.Session{ID: auth.RandomID(), UserID: u.ID, CreatedAt: s.now(), ExpiresAt: s.now().Add(auth.RefreshTTL)}
+	return s.issuePair(ctx, u, &sess, true)
+}
+
+// issuePair signs an access and a refresh token for u in sess and records the refresh token's
+// jti as the session's current one (inserting the session when isNew).
+func (s *Service) issuePair(ctx context.Context, u cell.User, sess *cell.Session, isNew bool) (Tokens, error) {
+	access, err := s.auth.Issue(auth.Grant{Type: auth.TypeAccess, Subject: u.ID, Roles: u.Roles, Name: u.Name, Sid: sess.ID, TTL: auth.AccessTTL})
+	if err != nil {
+		return Tokens{}, err
+	}
+	refresh, err := s.auth.Issue(auth.Grant{Type: auth.TypeRefresh, Subject: u.ID, Roles: u.Roles, Name: u.Name, Sid: sess.ID, TTL: auth.RefreshTTL})
+	if err != nil {
+		return Tokens{}, err
+	}
+	sess.CurrentJTI = refresh.JTI
+	if isNew {
+		err = s.store.InsertSession(ctx, sess)
+	} else {
+		err = s.store.SetSessionJTI(ctx, sess.ID, refresh.JTI)
+	}
+	if err != nil {
+		return Tokens{}, err
+	}
+	return Tokens{AccessToken: access.Token, RefreshToken: refresh.Token, ExpiresIn: auth.AccessTTL.Milliseconds(), User: u}, nil
+}
+
+// Refresh rotates a refresh token (RFC 6819 §5.2.2.3): it answers a new pair, and presenting a
+// token that was already rotated revokes the whole session family.
+func (s *Service) Refresh(ctx context.Context, token string) (Tokens, error) {
+	claims, err := s.auth.Verify(token, auth.TypeRefresh)
+	if err != nil {
+		return Tokens{}, err
+	}
+	denied := cell.Errorf(cell.EUnauthorized, "session ended; log in again")
+	sess, err := s.store.Session(ctx, claims.Sid)
+	if err != nil || sess.Revoked || sess.UserID != claims.Subject {
+		return Tokens{}, denied
+	}
+	// Exactly one refresh per token: the claim document arbitrates concurrent or replayed use.
+	if _, won, err := s.store.Claim(ctx, "refresh:"+claims.ID, claims.Subject); err != nil {
+		return Tokens{}, err
+	} else if !won || sess.CurrentJTI != claims.ID {
+		_ = s.store.RevokeSession(ctx, sess.ID)
+		s.log.Warn("refresh token reuse; session family revoked", "sessionId", sess.ID)
+		return Tokens{}, denied
+	}
+	u, err := s.store.User(ctx, claims.Subject)
+	if err != nil || u.Disabled {
+		return Tokens{}, denied
+	}
+	return s.issuePair(ctx, u, &sess, false)
+}
+
+// Logout revokes the caller's session (its refresh tokens stop working).
+func (s *Service) Logout(ctx context.Context, p cell.Principal) error {
+	if p.SessionID == "" {
+		return nil
+	}
+	err := s.store.RevokeSession(ctx, p.SessionID)
+	if cell.ErrorCode(err) == cell.ENotFound {
+		return nil
+	}
+	return err
+}
+
+// Me returns the calling user.
+func (s *Service) Me(ctx context.Context, p cell.Principal) (cell.User, error) {
+	if err := requireStaff(p); err != nil {
+		return cell.User{}, err
+	}
+	return s.store.User(ctx, p.Subject)
+}
+
+// Authenticate verifies a bearer token of one of types and returns its principal.
+func (s *Service) Authenticate(token string, types ...string) (cell.Principal, error) {
+	claims, err := s.auth.Verify(token, types...)
+	if err != nil {
+		return cell.Principal{}, err
+	}
+	return claims.Principal(), nil
+}
+
+// VisitorSession is a new visitor and the token the widget uses. ExpiresIn is in ms.
+type VisitorSession struct {
+	VisitorToken string `json:"visitorToken"`
+	VisitorID    string `json:"visitorId"`
+	ExpiresIn    int64  `json:"expiresIn"`
+}
+
+// NewVisitorSession creates a visitor (name defaults to "Visitor") and signs its token.
+func (s *Service) NewVisitorSession(ctx context.Context, name, email string) (VisitorSession, error) {
+	name = strings.TrimSpace(name)
+	if err := validText("name", name, 100); err != nil {
+		return VisitorSession{}, err
+	}
+	if name == "" {
+		name = "Visitor"
+	}
+	v := cell.Visitor{ID: auth.RandomID(), Name: name, Email: strings.TrimSpace(email), CreatedAt: s.now()}
+	if err := s.store.CreateVisitor(ctx, &v); err != nil {
+		return VisitorSession{}, err
+	}
+	tok, err := s.auth.Issue(auth.Grant{Type: auth.TypeVisitor, Subject: v.ID, Roles: []string{cell.RoleVisitor}, Name: v.Name, TTL: auth.VisitorTTL})
+	if err != nil {
+		return VisitorSession{}, err
+	}
+	return VisitorSession{VisitorToken: tok.Token, VisitorID: v.ID, ExpiresIn: auth.VisitorTTL.Milliseconds()}, nil
+}
+
+// Ticket is a single-use WebSocket ticket. ExpiresIn is in ms.
+type Ticket struct {
+	Ticket    string `json:"ticket"`
+	ExpiresIn int64  `json:"expiresIn"`
+}
+
+// NewTicket signs a short-lived single-use ticket carrying the caller's identity, so browsers
+// need not put long-lived tokens in WebSocket URLs.
+func (s *Service) NewTicket(p cell.Principal) (Ticket, error) {
+	if p.HasRole(cell.RoleSuperAdmin) {
+		return Ticket{}, cell.Errorf(cell.EForbidden, "super-admin tokens do not open chat sockets")
+	}
+	tok, err := s.auth.Issue(auth.Grant{Type: auth.TypeWSTicket, Subject: p.Subject, Roles: p.Roles, Name: p.Name, Sid: p.SessionID, TTL: auth.WSTicketTTL})
+	if err != nil {
+		return Ticket{}, err
+	}
+	return Ticket{Ticket: tok.Token, ExpiresIn: auth.WSTicketTTL.Milliseconds()}, nil
+}
+
+// RedeemTicket verifies a ticket and spends it: a second use is refused.
+func (s *Service) RedeemTicket(ctx context.Context, ticket string) (cell.Principal, error) {
+	claims, err := s.auth.Verify(ticket, auth.TypeWSTicket)
+	if err != nil {
+		return cell.Principal{}, err
+	}
+	if _, won, err := s.store.Claim(ctx, "ticket:"+claims.ID, claims.Subject); err != nil {
+		return cell.Principal{}, err
+	} else if !won {
+		return cell.Principal{}, cell.Errorf(cell.EUnauthorized, "ticket already used")
+	}
+	return claims.Principal(), nil
+}
+
+// AgentCreated is a new agent and, when the server generated it, its password (shown once).
+type AgentCreated struct {
+	Agent    cell.User `json:"agent"`
+	Password string    `json:"password,omitempty"`
+}
+
+// ListAgents returns the tenant's users (tenant-admin only).
+func (s *Service) ListAgents(ctx context.Context, p cell.Principal) ([]cell.User, error) {
+	if err := requireAdmin(p); err != nil {
+		return nil, err
+	}
+	return s.store.ListUsers(ctx)
+}
+
+// CreateAgent adds a user with roles (default ["agent"]; allowed: agent, tenant-admin). A missing
+// password is generated (20 characters). Duplicate email → conflict.
+func (s *Service) CreateAgent(ctx context.Context, p cell.Principal, email, name, password string, roles []string) (AgentCreated, error) {
+	if err := requireAdmin(p); err != nil {
+		return AgentCreated{}, err
+	}
+	if len(roles) == 0 {
+		roles = []string{cell.RoleAgent}
+	}
+	for _, r := range roles {
+		if r != cell.RoleAgent && r != cell.RoleTenantAdmin {
+			return AgentCreated{}, cell.Errorf(cell.EInvalid, "role %q is not allowed (agent, tenant-admin)", r)
+		}
+	}
+	if err := validText("name", name, 100); err != nil {
+		return AgentCreated{}, err
+	}
+	generated := ""
+	if password == "" {
+		password = auth.RandomPassword(20)
+		generated = password
+	} else if len(password) < 8 {
+		return AgentCreated{}, cell.Errorf(cell.EInvalid, "password must have at least 8 characters")
+	}
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return AgentCreated{}, err
+	}
+	if strings.TrimSpace(name) == "" {
+		name = strings.Split(email, "@")[0]
+	}
+	u := cell.User{ID: auth.RandomID(), Email: strings.TrimSpace(email), Name: strings.TrimSpace(name), Roles: roles, PasswordHash: hash, CreatedAt: s.now()}
+	if err := s.store.CreateUser(ctx, &u); err != nil {
+		if cell.ErrorCode(err) == cell.EConflict {
+			return AgentCreated{}, cell.Errorf(cell.EConflict, "a user with email %s already exists", u.Email)
+		}
+		return AgentCreated{}, err
+	}
+	return AgentCreated{Agent: u, Password: generated}, nil
+}
+
+// DeleteAgent removes a user (tenant-admin only; not oneself).
+func (s *Service) DeleteAgent(ctx context.Context, p cell.Principal, id string) error {
+	if err := requireAdmin(p); err != nil {
+		return err
+	}
+	if id == p.Subject {
+		return cell.Errorf(cell.EInvalid, "you cannot remove yourself")
+	}
+	return s.store.DeleteUser(ctx, id)
+}
+
+// PublicSettings is what the widget and console show before login.
+type PublicSettings struct {
+	TenantID string   `json:"tenantId"`
+	Key      string   `json:"key"`
+	Name     string   `json:"name"`
+	Branding Branding `json:"branding"`
+}
+
+// Branding is the tenant's look in the widget and console.
+type Branding struct {
+	PrimaryColor string `json:"primaryColor"`
+	WelcomeText  string `json:"welcomeText"`
+}
+
+// PublicSettings returns the tenant's public settings.
+func (s *Service) PublicSettings() PublicSettings {
+	name := s.cfg.TenantName
+	if name == "" {
+		name = s.cfg.TenantKey
+	}
+	return PublicSettings{TenantID: s.cfg.TenantID, Key: s.cfg.TenantKey, Name: name,
+		Branding: Branding{PrimaryColor: "#2563eb", WelcomeText: "Hi! How can we help you today?"}}
+}

@@ -1,0 +1,209 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"atende/cell"
+	"atende/cell/auth"
+	"atende/cell/realtime"
+)
+
+// SendInput is one message to append. ClientMsgID makes the send idempotent; AttachmentID, when
+// set, names an attachment of the same chat whose file was uploaded.
+type SendInput struct {
+	ChatID       string
+	Body         string
+	ClientMsgID  string
+	AttachmentID string
+}
+
+// maxSeqRetries bounds how often an append retries after another process took its seq.
+const maxSeqRetries = 8
+
+// SendMessage appends a message to a chat and publishes it. The message is persisted before this
+// returns (and so before any ack). The same ClientMsgID again returns the stored message with
+// replay = true; nothing new is stored or published. Seqs are per chat, 1, 2, 3 … without gaps:
+// this process serialises appends per chat, and the unique (chatId, seq) index arbitrates between
+// processes. Who may send: the chat's visitor while it is open; the assigned agent while active
+// (a tenant-admin too).
+func (s *Service) SendMessage(ctx context.Context, p cell.Principal, in SendInput) (msg cell.Message, replay bool, err error) {
+	if !clientMsgIDPattern.MatchString(in.ClientMsgID) {
+		return cell.Message{}, false, cell.Errorf(cell.EInvalid, "clientMsgId must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+	}
+	in.Body = strings.TrimSpace(in.Body)
+	if err := validText("body", in.Body, MaxBodyChars); err != nil {
+		return cell.Message{}, false, err
+	}
+	if in.Body == "" && in.AttachmentID == "" {
+		return cell.Message{}, false, cell.Errorf(cell.EInvalid, "a message needs a body or an attachment")
+	}
+	chat, err := s.Chat(ctx, p, in.ChatID)
+	if err != nil {
+		return cell.Message{}, false, err
+	}
+	if prev, err := s.store.MessageByClientID(ctx, chat.ID, in.ClientMsgID); err == nil {
+		return prev, true, nil
+	} else if cell.ErrorCode(err) != cell.ENotFound {
+		return cell.Message{}, false, err
+	}
+	if err := s.maySend(p, chat); err != nil {
+		return cell.Message{}, false, err
+	}
+	msg = cell.Message{ID: auth.RandomID(), ChatID: chat.ID, ClientMsgID: in.ClientMsgID, From: p.Author(), Body: in.Body, CreatedAt: s.now()}
+	if in.AttachmentID != "" {
+		att, err := s.store.Attachment(ctx, in.AttachmentID)
+		if err != nil || att.ChatID != chat.ID {
+			return cell.Message{}, false, cell.Errorf(cell.EInvalid, "attachmentId does not name an attachment of this chat")
+		}
+		if size, err := s.blob.Size(ctx, att.Key); err != nil {
+			return cell.Message{}, false, err
+		} else if size != att.Size {
+			return cell.Message{}, false, cell.Errorf(cell.EInvalid, "the uploaded file is %d bytes, %d were announced", size, att.Size)
+		}
+		msg.Attachment = att.Ref()
+	}
+	if replayed, err := s.append(ctx, chat, &msg); err != nil {
+		return cell.Message{}, false, err
+	} else if replayed {
+		return msg, true, nil
+	}
+	_ = s.hub.Publish(realtime.ChatRoom(s.cfg.TenantID, chat.ID), MessageEvent{Type: "message", Message: msg}, false, nil)
+	return msg, false, nil
+}
+
+// maySend checks the sender's right to write into chat.
+func (s *Service) maySend(p cell.Principal, chat cell.Chat) error {
+	switch {
+	case chat.Status == cell.ChatResolved:
+		return cell.Errorf(cell.EConflict, "chat is resolved")
+	case p.HasRole(cell.RoleVisitor):
+		return nil // Chat() already checked it is the visitor's own chat.
+	case p.HasRole(cell.RoleTenantAdmin):
+		return nil
+	case p.HasRole(cell.RoleAgent) && chat.Status == cell.ChatActive && chat.AgentID == p.Subject:
+		return nil
+	default:
+		return cell.Errorf(cell.EForbidden, "accept the chat before writing in it")
+	}
+}
+
+// append assigns the next seq and inserts msg. If another request stored the same clientMsgId
+// first, msg is replaced by the stored one and replayed is true.
+func (s *Service) append(ctx context.Context, chat cell.Chat, msg *cell.Message) (replayed bool, err error) {
+	st := s.seqState(chat.ID)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for attempt := 0; attempt < maxSeqRetries; attempt++ {
+		if !st.loaded {
+			if st.last, err = s.lastSeq(ctx, chat); err != nil {
+				return false, err
+			}
+			st.loaded = true
+		}
+		msg.Seq = st.last + 1
+		err = s.store.InsertMessage(ctx, msg)
+		if err == nil {
+			st.last = msg.Seq
+			if err := s.store.RecordLastMessage(ctx, chat.ID, msg.Seq, preview(msg)); err != nil {
+				// lastSeq is a hint: lastSeq() probes past it, so a missed update is repaired.
+				s.log.Warn("chat lastSeq not recorded", "chatId", chat.ID, "error", err)
+			}
+			return false, nil
+		}
+		if cell.ErrorCode(err) != cell.EConflict {
+			return false, err
+		}
+		if prev, perr := s.store.MessageByClientID(ctx, chat.ID, msg.ClientMsgID); perr == nil {
+			*msg = prev
+			return true, nil
+		}
+		st.loaded = false // another process took the seq: reload and retry
+	}
+	return false, errors.New("service: could not assign a message seq after retries")
+}
+
+// lastSeq returns the highest stored seq of chat: the recorded lastSeq, then probing upward for
+// messages stored after it (a crash between insert and RecordLastMessage, or another process).
+func (s *Service) lastSeq(ctx context.Context, chat cell.Chat) (int64, error) {
+	fresh, err := s.store.Chat(ctx, chat.ID)
+	if err != nil {
+		return 0, err
+	}
+	last := fresh.LastSeq
+	for {
+		ok, err := s.store.HasMessageSeq(ctx, chat.ID, last+1)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			return last, nil
+		}
+		last++
+	}
+}
+
+func (s *Service) seqState(chatID string) *chatSeq {
+	s.seqsMu.Lock()
+	defer s.seqsMu.Unlock()
+	st := s.seqs[chatID]
+	if st == nil {
+		st = &chatSeq{}
+		s.seqs[chatID] = st
+	}
+	return st
+}
+
+// forgetSeq drops the cached seq of a chat that will get no more messages.
+func (s *Service) forgetSeq(chatID string) {
+	s.seqsMu.Lock()
+	delete(s.seqs, chatID)
+	s.seqsMu.Unlock()
+}
+
+func preview(m *cell.Message) string {
+	if m.Body == "" && m.Attachment != nil {
+		return "📎 " + m.Attachment.Filename
+	}
+	r := []rune(m.Body)
+	if len(r) > 120 {
+		return string(r[:120]) + "…"
+	}
+	return m.Body
+}
+
+// History is one page of a chat's messages in seq order. Complete is true when no message after
+// the page exists (at the time of reading); LastSeq is the chat's newest seq.
+type History struct {
+	Messages []cell.Message `json:"messages"`
+	Complete bool           `json:"complete"`
+	LastSeq  int64          `json:"lastSeq"`
+}
+
+// History returns up to limit messages with seq > since (limit ≤ MaxHistoryPage; 0 means
+// DefaultHistoryPage).
+func (s *Service) History(ctx context.Context, p cell.Principal, chatID string, since int64, limit int) (History, error) {
+	if since < 0 || limit < 0 || limit > MaxHistoryPage {
+		return History{}, cell.Errorf(cell.EInvalid, "since must be ≥ 0 and limit between 1 and %d", MaxHistoryPage)
+	}
+	if limit == 0 {
+		limit = DefaultHistoryPage
+	}
+	chat, err := s.Chat(ctx, p, chatID)
+	if err != nil {
+		return History{}, err
+	}
+	last, err := s.lastSeq(ctx, chat)
+	if err != nil {
+		return History{}, err
+	}
+	upTo := min(since+int64(limit), last)
+	msgs := []cell.Message{}
+	if upTo > since {
+		if msgs, err = s.store.MessagesInRange(ctx, chat.ID, since, upTo); err != nil {
+			return History{}, err
+		}
+	}
+	return History{Messages: msgs, Complete: upTo >= last, LastSeq: last}, nil
+}

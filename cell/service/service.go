@@ -1,0 +1,114 @@
+// Package service holds a cell's use cases: login and tokens, visitor sessions, the chat lifecycle
+// (open, queue, accept exactly once, resolve), messages with per-chat seq and idempotent
+// clientMsgId, attachments and agents. HTTP handlers and WebSocket frames both call it, so a rule
+// (who may do what, what is valid) lives in one place. Every change is persisted before it is
+// published to the realtime hub.
+package service
+
+import (
+	"context"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"atende/cell"
+	"atende/cell/auth"
+	"atende/cell/mongodb"
+	"atende/cell/realtime"
+	"atende/cell/s3blob"
+)
+
+// Limits on input sizes.
+const (
+	// MaxBodyChars is the longest message body, in characters.
+	MaxBodyChars = 10000
+	// MaxHistoryPage is the most messages one history or resume page returns.
+	MaxHistoryPage = 500
+	// DefaultHistoryPage is the page size when the caller gives none.
+	DefaultHistoryPage = 100
+)
+
+// clientMsgIDPattern is what a client-chosen message id may look like (UUIDs and similar).
+var clientMsgIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
+
+// Service is the use cases of one cell.
+type Service struct {
+	cfg    cell.Config
+	store  *mongodb.Store
+	blob   *s3blob.Blob
+	hub    *realtime.Hub
+	auth   *auth.Authority
+	log    *slog.Logger
+	now    func() time.Time
+	seqsMu sync.Mutex
+	seqs   map[string]*chatSeq
+}
+
+// chatSeq serialises message appends of one chat within this process; the unique seq index
+// arbitrates between processes.
+type chatSeq struct {
+	mu     sync.Mutex
+	last   int64
+	loaded bool
+}
+
+// New returns the service of the cell configured by cfg.
+func New(cfg cell.Config, store *mongodb.Store, blob *s3blob.Blob, hub *realtime.Hub, authority *auth.Authority, log *slog.Logger) *Service {
+	return &Service{cfg: cfg, store: store, blob: blob, hub: hub, auth: authority, log: log, now: func() time.Time { return time.Now().UTC() }, seqs: map[string]*chatSeq{}}
+}
+
+// Hub returns the realtime hub the service publishes to.
+func (s *Service) Hub() *realtime.Hub { return s.hub }
+
+// Ready checks the database answers.
+func (s *Service) Ready(ctx context.Context) error { return s.store.Ping(ctx) }
+
+// Bootstrap creates each user that does not exist yet (by email). Existing users are left alone,
+// so a restart never resets a changed password.
+func (s *Service) Bootstrap(ctx context.Context, users []cell.BootstrapUser) error {
+	for _, b := range users {
+		u := cell.User{ID: auth.RandomID(), Email: b.Email, Name: b.Name, Roles: b.Roles, PasswordHash: b.PasswordHash, CreatedAt: s.now()}
+		if u.Name == "" {
+			u.Name = strings.Split(b.Email, "@")[0]
+		}
+		if err := s.store.CreateUser(ctx, &u); err != nil && cell.ErrorCode(err) != cell.EConflict {
+			return err
+		}
+	}
+	return nil
+}
+
+func requireStaff(p cell.Principal) error {
+	if !p.IsStaff() {
+		return cell.Errorf(cell.EForbidden, "only agents and tenant-admins may do this")
+	}
+	return nil
+}
+
+func requireAdmin(p cell.Principal) error {
+	if !p.HasRole(cell.RoleTenantAdmin) && !p.HasRole(cell.RoleSuperAdmin) {
+		return cell.Errorf(cell.EForbidden, "only tenant-admins may do this")
+	}
+	return nil
+}
+
+func requireVisitor(p cell.Principal) error {
+	if !p.HasRole(cell.RoleVisitor) {
+		return cell.Errorf(cell.EForbidden, "only visitors may do this")
+	}
+	return nil
+}
+
+// validText checks a free-text field: valid UTF-8 and at most max characters.
+func validText(field, v string, max int) error {
+	if !utf8.ValidString(v) {
+		return cell.Errorf(cell.EInvalid, "%s is not valid UTF-8", field)
+	}
+	if utf8.RuneCountInString(v) > max {
+		return cell.Errorf(cell.EInvalid, "%s is longer than %d characters", field, max)
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+// Package web is a cell's HTTP surface (Fiber v2): the JSON API of API.md, the WebSocket endpoint,
+// the console/widget/admin pages, and the middleware every request passes: request id, Host
+// check (421), CORS from the tenant's allowed origins, bearer-token authentication.
+package web
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"atende/cell"
+	"atende/cell/service"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/cors"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/gofiber/fiber/v2/middleware/requestid"
+)
+
+// BodyLimit is the largest request body accepted, in bytes (files go straight to S3).
+const BodyLimit = 256 << 10
+
+// Server is the HTTP app of one cell.
+type Server struct {
+	app     *fiber.App
+	svc     *service.Service
+	cfg     cell.Config
+	log     *slog.Logger
+	hosts   map[string]bool
+	origins []string
+}
+
+// statusOf is the one code → HTTP status map of the cell (API.md "Errors").
+var statusOf = map[string]int{
+	cell.EInvalid: http.StatusBadRequest, cell.EUnauthorized: http.StatusUnauthorized,
+	cell.EForbidden: http.StatusForbidden, cell.ENotFound: http.StatusNotFound,
+	cell.EConflict: http.StatusConflict, cell.ERateLimited: http.StatusTooManyRequests,
+	cell.EMisdirected: http.StatusMisdirectedRequest, cell.ETooLarge: http.StatusRequestEntityTooLarge,
+	cell.EInternal: http.StatusInternalServerError,
+}
+
+// codeOfStatus maps Fiber's own errors (unknown route, body too large, …) to codes.
+var codeOfStatus = map[int]string{
+	http.StatusBadRequest: cell.EInvalid, http.StatusUnauthorized: cell.EUnauthorized,
+	http.StatusForbidden: cell.EForbidden, http.StatusNotFound: cell.ENotFound,
+	http.StatusMethodNotAllowed: cell.ENotFound, http.StatusConflict: cell.EConflict,
+	http.StatusRequestEntityTooLarge: cell.ETooLarge, http.StatusTooManyRequests: cell.ERateLimited,
+	http.StatusUpgradeRequired: cell.EInvalid,
+}
+
+// New builds the app. Origins allowed for CORS and WebSockets are the origin of cfg.PublicURL
+// plus cfg.AllowedOrigins, compared exactly.
+func New(cfg cell.Config, svc *service.Service, log *slog.Logger) *Server {
+	s := &Server{svc: svc, cfg: cfg, log: log, hosts: map[string]bool{}}
+	for _, h := range cfg.Hosts {
+		s.hosts[strings.ToLower(h)] = true
+	}
+	if u, err := url.Parse(cfg.PublicURL); err == nil && u.Host != "" {
+		s.origins = append(s.origins, u.Scheme+"://"+u.Host)
+	}
+	s.origins = append(s.origins, cfg.AllowedOrigins...)
+	s.app = fiber.New(fiber.Config{
+		ErrorHandler:          s.handleError,
+		BodyLimit:             BodyLimit,
+		DisableStartupMessage: true,
+		// Immutable copies every value out of fasthttp buffers, so nothing taken from a Ctx is
+		// reused under a handler that keeps it (DESIGN.md §8.4).
+		Immutable: true,
+		ReadTimeout:           30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+	})
+	s.routes()
+	return s
+}
+
+// App returns the Fiber app (for Listen and tests).
+func (s *Server) App() *fiber.App { return s.app }
+
+// Listen serves on addr until Shutdown.
+func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
+
+// Shutdown stops accepting requests and waits up to timeout for running ones.
+func (s *Server) Shutdown(timeout time.Duration) error { return s.app.ShutdownWithTimeout(timeout) }
+
+func (s *Server) routes() {
+	a := s.app
+	a.Use(recover.New())
+	a.Use(requestid.New())
+	a.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	a.Get("/readyz", func(c *fiber.Ctx) error {
+		if err := s.svc.Ready(c.UserContext()); err != nil {
+			return cell.Errorf(cell.EInternal, "database unavailable")
+		}
+		return c.JSON(fiber.Map{"status": "ok"})
+	})
+	a.Use(s.checkHost)
+	a.Use(cors.New(cors.Config{
+		AllowOriginsFunc: func(origin string) bool { return slices.Contains(s.origins, origin) },
+		AllowMethods:     "GET,POST,PUT,DELETE,OPTIONS",
+		AllowHeaders:     "Authorization,Content-Type",
+		MaxAge:           600,
+	}))
+	s.pageRoutes()
+
+	api := a.Group("/api")
+	api.Post("/auth/login", s.login)
+	api.Post("/auth/refresh", s.refresh)
+	api.Post("/visitor/session", s.visitorSession)
+	api.Get("/settings/public", s.publicSettings)
+
+	authed := api.Group("", s.authenticate)
+	authed.Post("/auth/logout", s.logout)
+	authed.Get("/auth/me", s.me)
+	authed.Post("/ws-ticket", s.wsTicket)
+	authed.Post("/chats", s.openChat)
+	authed.Get("/chats", s.listChats)
+	authed.Get("/chats/:id", s.getChat)
+	authed.Get("/chats/:id/messages", s.history)
+	authed.Get("/chat/queue", s.queue)
+	authed.Post("/chat/:id/accept", s.accept)
+	authed.Post("/chat/:id/resolve", s.resolve)
+	authed.Post("/messages", s.sendMessage)
+	authed.Post("/attachments", s.createAttachment)
+	authed.Get("/attachments/:id", s.attachment)
+	authed.Get("/agents", s.listAgents)
+	authed.Post("/agents", s.createAgent)
+	authed.Delete("/agents/:id", s.deleteAgent)
+
+	a.Get("/ws", s.upgrade, s.websocket())
+}
+
+// checkHost answers 421 misdirected to a Host this cell does not serve: routing is the first
+// line of defence, this is the second (DESIGN.md §4).
+func (s *Server) checkHost(c *fiber.Ctx) error {
+	host := strings.ToLower(string(c.Request().Host()))
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if !s.hosts[host] {
+		return cell.Errorf(cell.EMisdirected, "this server does not serve host %q", host)
+	}
+	return c.Next()
+}
+
+const principalKey = "atende.principal"
+
+// authenticate requires a bearer access, visitor or (control-plane) super-admin token.
+func (s *Server) authenticate(c *fiber.Ctx) error {
+	h := c.Get(fiber.HeaderAuthorization)
+	token, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || token == "" {
+		return cell.Errorf(cell.EUnauthorized, "missing bearer token")
+	}
+	p, err := s.svc.Authenticate(token, "access", "visitor")
+	if err != nil {
+		return err
+	}
+	c.Locals(principalKey, p)
+	return c.Next()
+}
+
+func principal(c *fiber.Ctx) cell.Principal {
+	p, _ := c.Locals(principalKey).(cell.Principal)
+	return p
+}
+
+// errorBody is the JSON error shape of API.md.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"requestId,omitempty"`
+}
+
+// handleError is Fiber's ErrorHandler: the one place an error becomes a status and a body.
+func (s *Server) handleError(c *fiber.Ctx, err error) error {
+	code, msg := cell.ErrorCode(err), cell.ErrorMessage(err)
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		code, msg = codeOfStatus[fe.Code], fe.Message
+		if code == "" {
+			code = cell.EInternal
+		}
+	}
+	status := statusOf[code]
+	if status == 0 {
+		status = http.StatusInternalServerError
+	}
+	if fe != nil && fe.Code >= 400 && fe.Code < 500 {
+		status = fe.Code
+	}
+	rid, _ := c.Locals("requestid").(string)
+	if status >= 500 {
+		s.log.Error("request failed", "requestId", rid, "method", c.Method(), "path", c.Path(), "error", err)
+	}
+	return c.Status(status).JSON(errorBody{Error: errorDetail{Code: code, Message: msg, RequestID: rid}})
+}

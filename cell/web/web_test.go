@@ -1,0 +1,257 @@
+package web_test
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"atende/cell"
+	"atende/cell/auth"
+	"atende/cell/service"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// TestCellRefusesForeignHostAudienceAndTenant holds the three independent checks of DESIGN.md §4.
+func TestCellRefusesForeignHostAudienceAndTenant(t *testing.T) {
+	tc := startCell(t, nil)
+	good := tc.token(auth.TypeAccess, "agent-1", cell.RoleAgent)
+	sign := func(key ed25519.PrivateKey, kid string, mut func(*auth.Claims)) string {
+		c := auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: cell.Audience(tc.cfg.TenantID), Subject: "agent-1",
+			Audience: jwt.ClaimStrings{cell.Audience(tc.cfg.TenantID)}, ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))},
+			TenantID: tc.cfg.TenantID, Roles: []string{cell.RoleAgent}, Type: auth.TypeAccess}
+		mut(&c)
+		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+		tok.Header["kid"] = kid
+		s, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	_, otherKey, _ := ed25519.GenerateKey(nil)
+	cases := []struct {
+		name, host, token string
+		status            int
+		code              string
+	}{
+		{"valid", "acme.localhost:8080", good, 200, ""},
+		{"foreign host", "globex.localhost:8080", good, 421, cell.EMisdirected},
+		{"foreign audience", "acme.localhost", sign(tc.cfg.SigningKey, "k1", func(c *auth.Claims) { c.Audience = jwt.ClaimStrings{"cell:other"} }), 401, cell.EUnauthorized},
+		{"foreign tenantId claim", "acme.localhost", sign(tc.cfg.SigningKey, "k1", func(c *auth.Claims) { c.TenantID = "other" }), 403, cell.EForbidden},
+		{"another cell's key", "acme.localhost", sign(otherKey, "k1", func(*auth.Claims) {}), 401, cell.EUnauthorized},
+		{"missing exp", "acme.localhost", sign(tc.cfg.SigningKey, "k1", func(c *auth.Claims) { c.ExpiresAt = nil }), 401, cell.EUnauthorized},
+		{"refresh as access", "acme.localhost", sign(tc.cfg.SigningKey, "k1", func(c *auth.Claims) { c.Type = auth.TypeRefresh }), 401, cell.EUnauthorized},
+		{"unknown kid", "acme.localhost", sign(tc.cfg.SigningKey, "../k2", func(*auth.Claims) {}), 401, cell.EUnauthorized},
+		{"alg none", "acme.localhost", "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + jwtPayload(tc) + ".", 401, cell.EUnauthorized},
+		{"no token", "acme.localhost", "", 401, cell.EUnauthorized},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var e apiError
+			st := doReq(t, tc.base, c.host, "GET", "/api/chat/queue", c.token, nil, &e)
+			if st != c.status || e.Error.Code != c.code {
+				t.Fatalf("status %d code %q, want %d %q (%s)", st, e.Error.Code, c.status, c.code, e.Error.Message)
+			}
+		})
+	}
+}
+
+func jwtPayload(tc *testCell) string {
+	return jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "x", "tenantId": tc.cfg.TenantID,
+		"aud": cell.Audience(tc.cfg.TenantID), "iss": cell.Audience(tc.cfg.TenantID), "typ": "access", "roles": []string{"agent"},
+		"exp": time.Now().Add(time.Hour).Unix()}).Raw
+}
+
+// TestAcceptHasExactlyOneWinner races 50 agents for each of 5 chats.
+func TestAcceptHasExactlyOneWinner(t *testing.T) {
+	tc := startCell(t, nil)
+	tokens := make([]string, 50)
+	for i := range tokens {
+		tokens[i] = tc.token(auth.TypeAccess, fmt.Sprintf("agent-%d", i), cell.RoleAgent)
+	}
+	for round := 0; round < 5; round++ {
+		_, chat := tc.newVisitorChat("hello")
+		statuses := make([]int, len(tokens))
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i, tok := range tokens {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				statuses[i] = tc.do("POST", "/api/chat/"+chat.ID+"/accept", tok, nil, nil)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		counts := map[int]int{}
+		for _, s := range statuses {
+			counts[s]++
+		}
+		if counts[200] != 1 || counts[409] != 49 {
+			t.Fatalf("round %d: statuses %v, want exactly one 200 and 49 409", round, counts)
+		}
+		var got cell.Chat
+		tc.do("GET", "/api/chats/"+chat.ID, tokens[0], nil, &got)
+		if got.Status != cell.ChatActive || got.AgentID == "" {
+			t.Fatalf("round %d: chat after accept: %+v", round, got)
+		}
+	}
+}
+
+// TestMessagesGetGaplessSeqAndIdempotentRetry sends concurrently from both sides and retries.
+func TestMessagesGetGaplessSeqAndIdempotentRetry(t *testing.T) {
+	tc := startCell(t, nil)
+	visitor, chat := tc.newVisitorChat("first")
+	agent := tc.token(auth.TypeAccess, "agent-1", cell.RoleAgent)
+	if st := tc.do("POST", "/api/chat/"+chat.ID+"/accept", agent, nil, nil); st != 200 {
+		t.Fatalf("accept: %d", st)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok := visitor
+			if i%2 == 1 {
+				tok = agent
+			}
+			var m cell.Message
+			if st := tc.do("POST", "/api/messages", tok, map[string]string{"chatId": chat.ID, "body": fmt.Sprint("m", i), "clientMsgId": fmt.Sprint("c-", i)}, &m); st != 201 {
+				t.Errorf("send %d: status %d", i, st)
+			}
+		}()
+	}
+	wg.Wait()
+	var retry cell.Message
+	if st := tc.do("POST", "/api/messages", visitor, map[string]string{"chatId": chat.ID, "body": "m0", "clientMsgId": "c-0"}, &retry); st != 200 {
+		t.Fatalf("retry status %d, want 200", st)
+	}
+	var h service.History
+	tc.do("GET", "/api/chats/"+chat.ID+"/messages?since=0&limit=500", agent, nil, &h)
+	if len(h.Messages) != 41 || !h.Complete || h.LastSeq != 41 {
+		t.Fatalf("history: %d messages, complete %v, lastSeq %d; want 41, true, 41", len(h.Messages), h.Complete, h.LastSeq)
+	}
+	seen := map[string]bool{}
+	for i, m := range h.Messages {
+		if m.Seq != int64(i+1) {
+			t.Fatalf("message %d has seq %d", i, m.Seq)
+		}
+		if seen[m.ClientMsgID] {
+			t.Fatalf("clientMsgId %s stored twice", m.ClientMsgID)
+		}
+		seen[m.ClientMsgID] = true
+		if m.ClientMsgID == "c-0" && m.ID != retry.ID {
+			t.Fatalf("retry returned %s, stored %s", retry.ID, m.ID)
+		}
+	}
+	var page service.History
+	tc.do("GET", "/api/chats/"+chat.ID+"/messages?since=10&limit=5", agent, nil, &page)
+	if len(page.Messages) != 5 || page.Messages[0].Seq != 11 || page.Complete {
+		t.Fatalf("page since 10 limit 5: %d messages from %d, complete %v", len(page.Messages), page.Messages[0].Seq, page.Complete)
+	}
+}
+
+// TestOneOpenChatPerVisitor opens chats concurrently for one visitor.
+func TestOneOpenChatPerVisitor(t *testing.T) {
+	tc := startCell(t, nil)
+	visitor, first := tc.newVisitorChat("hi")
+	ids := make([]string, 20)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var c cell.Chat
+			tc.do("POST", "/api/chats", visitor, map[string]string{}, &c)
+			ids[i] = c.ID
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id != first.ID {
+			t.Fatalf("got chat %s, want the open chat %s", id, first.ID)
+		}
+	}
+	if st := tc.do("POST", "/api/chat/"+first.ID+"/resolve", visitor, nil, nil); st != 200 {
+		t.Fatalf("resolve: %d", st)
+	}
+	var next cell.Chat
+	if st := tc.do("POST", "/api/chats", visitor, map[string]string{}, &next); st != 201 || next.ID == first.ID {
+		t.Fatalf("after resolve: status %d chat %s, want a new chat", st, next.ID)
+	}
+}
+
+// TestAttachmentRoundTrip uploads through the presigned PUT and downloads identical bytes.
+func TestAttachmentRoundTrip(t *testing.T) {
+	tc := startCell(t, func(c *cell.Config) { c.PresignTTL = 2 * time.Second })
+	visitor, chat := tc.newVisitorChat("a file follows")
+	png := append([]byte("\x89PNG\r\n\x1a\n"), bytes.Repeat([]byte{7}, 1000)...)
+	announce := func(ct string, size int) (service.Upload, int) {
+		var up service.Upload
+		st := tc.do("POST", "/api/attachments", visitor, map[string]any{"chatId": chat.ID, "filename": "../../shot.png", "contentType": ct, "size": size}, &up)
+		return up, st
+	}
+	put := func(up service.Upload, ct string, body []byte) int {
+		req, _ := http.NewRequest("PUT", up.UploadURL, bytes.NewReader(body))
+		for k, v := range up.UploadHeaders {
+			req.Header.Set(k, v)
+		}
+		req.Header.Set("Content-Type", ct)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if _, st := announce("text/html", len(png)); st != 400 {
+		t.Fatalf("disallowed content type: %d, want 400", st)
+	}
+	if _, st := announce("image/png", 2<<20); st != 413 {
+		t.Fatalf("oversize: %d, want 413", st)
+	}
+	up, st := announce("image/png", len(png))
+	if st != 201 {
+		t.Fatalf("announce: %d", st)
+	}
+	if st := put(up, "text/html", png); st != 403 {
+		t.Fatalf("PUT with another content type: %d, want 403", st)
+	}
+	if st := put(up, "image/png", png); st != 200 {
+		t.Fatalf("PUT: %d", st)
+	}
+	var msg cell.Message
+	if st := tc.do("POST", "/api/messages", visitor, map[string]string{"chatId": chat.ID, "clientMsgId": "att-1", "attachmentId": up.AttachmentID}, &msg); st != 201 || msg.Attachment == nil || msg.Attachment.Filename != "shot.png" {
+		t.Fatalf("message with attachment: %d %+v", st, msg.Attachment)
+	}
+	agent := tc.token(auth.TypeAccess, "agent-1", cell.RoleAgent)
+	var d service.Download
+	req, _ := http.NewRequest("GET", tc.base+"/api/attachments/"+up.AttachmentID, nil)
+	req.Host = "acme.localhost"
+	req.Header.Set("Authorization", "Bearer "+agent)
+	req.Header.Set("Accept", "application/json")
+	if st := doJSON(t, req, &d); st != 200 {
+		t.Fatalf("download url: %d", st)
+	}
+	resp, err := http.Get(d.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(got, png) || resp.Header.Get("Content-Disposition") == "" {
+		t.Fatalf("downloaded %d bytes (disposition %q), want the %d uploaded", len(got), resp.Header.Get("Content-Disposition"), len(png))
+	}
+	up2, _ := announce("image/png", len(png))
+	time.Sleep(3 * time.Second)
+	if st := put(up2, "image/png", png); st != 403 {
+		t.Fatalf("PUT after expiry: %d, want 403", st)
+	}
+}

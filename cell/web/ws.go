@@ -1,0 +1,246 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"atende/cell"
+	"atende/cell/realtime"
+	"atende/cell/service"
+
+	"github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+)
+
+// WebSocket limits.
+const (
+	// MaxFrameBytes is the largest client frame accepted (64 KB); a larger one closes the socket.
+	MaxFrameBytes = 64 << 10
+	// pongWait is how long a silent connection lives; the server pings every pingPeriod.
+	pongWait   = 60 * time.Second
+	pingPeriod = 25 * time.Second
+	writeWait  = 10 * time.Second
+)
+
+// clientFrame is any frame a client sends (API.md "Realtime").
+type clientFrame struct {
+	Type         string `json:"type"`
+	Ref          string `json:"ref,omitempty"`
+	ChatID       string `json:"chatId,omitempty"`
+	Body         string `json:"body,omitempty"`
+	ClientMsgID  string `json:"clientMsgId,omitempty"`
+	AttachmentID string `json:"attachmentId,omitempty"`
+	State        string `json:"state,omitempty"`
+	Seq          int64  `json:"seq,omitempty"`
+	Since        int64  `json:"since,omitempty"`
+}
+
+// ackFrame confirms a persisted message to its sender.
+type ackFrame struct {
+	Type        string `json:"type"`
+	Ref         string `json:"ref,omitempty"`
+	ChatID      string `json:"chatId"`
+	MessageID   string `json:"messageId"`
+	Seq         int64  `json:"seq"`
+	ClientMsgID string `json:"clientMsgId"`
+}
+
+// errorFrame reports a refused frame.
+type errorFrame struct {
+	Type    string `json:"type"`
+	Ref     string `json:"ref,omitempty"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// chatStateFrame answers join-chat ("joined") and resume ("resumed").
+type chatStateFrame struct {
+	Type     string `json:"type"`
+	Ref      string `json:"ref,omitempty"`
+	ChatID   string `json:"chatId"`
+	LastSeq  int64  `json:"lastSeq"`
+	Complete *bool  `json:"complete,omitempty"`
+}
+
+// signalFrame relays typing and read receipts.
+type signalFrame struct {
+	Type   string      `json:"type"`
+	ChatID string      `json:"chatId"`
+	From   cell.Author `json:"from"`
+	State  string      `json:"state,omitempty"`
+	Seq    int64       `json:"seq,omitempty"`
+}
+
+// upgrade checks, before the WebSocket handshake, the Origin (exactly one of the tenant's
+// origins; a missing Origin — a non-browser client — is allowed, "null" is not) and the
+// credentials (?ticket= single-use ticket, or ?token= access/visitor token).
+func (s *Server) upgrade(c *fiber.Ctx) error {
+	if !websocket.IsWebSocketUpgrade(c) {
+		return fiber.ErrUpgradeRequired
+	}
+	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !slices.Contains(s.origins, origin) {
+		return cell.Errorf(cell.EForbidden, "origin %q may not open a socket to this tenant", origin)
+	}
+	var (
+		p   cell.Principal
+		err error
+	)
+	if t := c.Query("ticket"); t != "" {
+		p, err = s.svc.RedeemTicket(c.UserContext(), t)
+	} else if t := c.Query("token"); t != "" {
+		p, err = s.svc.Authenticate(t, "access", "visitor")
+	} else {
+		err = cell.Errorf(cell.EUnauthorized, "a ticket or token is required")
+	}
+	if err != nil {
+		return err
+	}
+	if p.HasRole(cell.RoleSuperAdmin) {
+		return cell.Errorf(cell.EForbidden, "super-admin tokens do not open chat sockets")
+	}
+	c.Locals(principalKey, p)
+	return c.Next()
+}
+
+func (s *Server) websocket() fiber.Handler {
+	return websocket.New(func(conn *websocket.Conn) {
+		p, _ := conn.Locals(principalKey).(cell.Principal)
+		s.serveSocket(conn, p)
+	}, websocket.Config{Origins: []string{"*"}}) // Origin was checked exactly in upgrade.
+}
+
+// serveSocket runs one connection: a writer draining the client's outbox (and pinging), and
+// this goroutine reading and handling frames until the peer leaves or the hub drops it.
+func (s *Server) serveSocket(conn *websocket.Conn, p cell.Principal) {
+	hub := s.svc.Hub()
+	client := realtime.NewClient()
+	defer hub.Remove(client)
+	if p.IsStaff() {
+		_ = hub.Join(client, realtime.StaffRoom(s.cfg.TenantID))
+	}
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writeLoop(conn, client)
+	}()
+	conn.SetReadLimit(MaxFrameBytes)
+	_ = conn.SetReadDeadline(time.Now().Add(pongWait))
+	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(pongWait)) })
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			break
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(pongWait))
+		s.handleFrame(client, p, data)
+	}
+	hub.Remove(client)
+	<-writerDone
+}
+
+// writeLoop writes queued frames in order and pings; it closes the socket when the client is
+// closed (slow consumer, or the reader ended).
+func (s *Server) writeLoop(conn *websocket.Conn, client *realtime.Client) {
+	ping := time.NewTicker(pingPeriod)
+	defer ping.Stop()
+	defer conn.Close()
+	for {
+		select {
+		case frame := <-client.Outbox():
+			_ = conn.SetWriteDeadline(time.Now().Add(writeWait))
+			if err := conn.WriteMessage(websocket.TextMessage, frame); err != nil {
+				return
+			}
+		case <-ping.C:
+			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				return
+			}
+		case <-client.Done():
+			if reason := client.CloseReason(); reason != "" {
+				_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, reason), time.Now().Add(writeWait))
+			}
+			return
+		}
+	}
+}
+
+// reply queues a frame to this client only.
+func reply(client *realtime.Client, frame any) {
+	data, err := json.Marshal(frame)
+	if err == nil {
+		client.Send(data, false)
+	}
+}
+
+func replyError(client *realtime.Client, ref string, err error) {
+	reply(client, errorFrame{Type: "error", Ref: ref, Code: cell.ErrorCode(err), Message: cell.ErrorMessage(err)})
+}
+
+// handleFrame authorizes and runs one client frame. Each frame is checked on its own (role,
+// tenant, chat membership) through the service, exactly like the REST route doing the same.
+func (s *Server) handleFrame(client *realtime.Client, p cell.Principal, data []byte) {
+	var f clientFrame
+	if err := json.Unmarshal(data, &f); err != nil {
+		replyError(client, "", cell.Errorf(cell.EInvalid, "frame is not a JSON object: %v", err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	hub := s.svc.Hub()
+	switch f.Type {
+	case "ping":
+		reply(client, map[string]string{"type": "pong", "ref": f.Ref})
+	case "join-chat":
+		chat, err := s.svc.CanJoin(ctx, p, f.ChatID)
+		if err == nil {
+			err = hub.Join(client, realtime.ChatRoom(s.cfg.TenantID, chat.ID))
+			if err == realtime.ErrTooManyRooms {
+				err = cell.Errorf(cell.EInvalid, "%v", err)
+			}
+		}
+		if err != nil {
+			replyError(client, f.Ref, err)
+			return
+		}
+		reply(client, chatStateFrame{Type: "joined", Ref: f.Ref, ChatID: chat.ID, LastSeq: chat.LastSeq})
+	case "resume":
+		h, err := s.svc.History(ctx, p, f.ChatID, f.Since, service.MaxHistoryPage)
+		if err != nil {
+			replyError(client, f.Ref, err)
+			return
+		}
+		for _, m := range h.Messages {
+			reply(client, service.MessageEvent{Type: "message", Message: m})
+		}
+		complete := h.Complete
+		reply(client, chatStateFrame{Type: "resumed", Ref: f.Ref, ChatID: f.ChatID, LastSeq: h.LastSeq, Complete: &complete})
+	case "send-message":
+		msg, _, err := s.svc.SendMessage(ctx, p, service.SendInput{ChatID: f.ChatID, Body: f.Body, ClientMsgID: f.ClientMsgID, AttachmentID: f.AttachmentID})
+		if err != nil {
+			replyError(client, f.Ref, err)
+			return
+		}
+		reply(client, ackFrame{Type: "ack", Ref: f.Ref, ChatID: msg.ChatID, MessageID: msg.ID, Seq: msg.Seq, ClientMsgID: msg.ClientMsgID})
+	case "typing", "read":
+		chat, err := s.svc.CanJoin(ctx, p, f.ChatID)
+		if err != nil {
+			replyError(client, f.Ref, err)
+			return
+		}
+		sig := signalFrame{Type: f.Type, ChatID: chat.ID, From: p.Author()}
+		if f.Type == "typing" {
+			if f.State != "on" && f.State != "off" {
+				replyError(client, f.Ref, cell.Errorf(cell.EInvalid, "state must be on or off"))
+				return
+			}
+			sig.State = f.State
+		} else {
+			sig.Seq = f.Seq
+		}
+		_ = hub.Publish(realtime.ChatRoom(s.cfg.TenantID, chat.ID), sig, f.Type == "typing", client)
+	default:
+		replyError(client, f.Ref, cell.Errorf(cell.EInvalid, "unknown frame type %q", f.Type))
+	}
+}

@@ -1,0 +1,293 @@
+// Package edge is the local-mode dev edge router: an HTTP handler that serves the same tenant
+// route table the control plane renders for Traefik (see atende/traefik), so that
+// http://<key>.localhost:8080 reaches the tenant's cell without running Traefik.
+//
+// Routing, by Host header (port stripped, lowercased): the bare domain or a loopback address gets
+// the landing page; a live tenant host is reverse-proxied to its cell (WebSocket upgrades and
+// streaming included) with the original Host header; a suspended tenant host gets the paused page
+// (410); anything else gets the "tenant not found" page (404).
+package edge
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"atende/traefik"
+)
+
+// Log attribute keys.
+const (
+	logKeyTenantID  = "tenantId"
+	logKeyKey       = "key"
+	logKeyHost      = "host"
+	logKeyRequestID = "requestId"
+	logKeyBackend   = "backend"
+	logKeyError     = "error"
+	logKeyHosts     = "hosts"
+	logKeyKeptKey   = "keptKey"
+)
+
+// Options configure a Router.
+type Options struct {
+	// Domain is the platform's base domain, e.g. "localhost"; a request for exactly this host (or
+	// for a loopback IP address) gets the Landing page. Compared case-insensitively; empty means
+	// "localhost".
+	Domain string
+	// Landing serves the platform landing page on the bare domain. Nil means a plain-text page.
+	Landing http.Handler
+	// NotFound serves the "tenant not found" page for unknown hosts. The router answers 404
+	// whatever the handler sets: a 200 status (explicit or implicit) is sent as 404. Nil means a
+	// JSON error body with code "not_found".
+	NotFound http.Handler
+	// Paused serves the page for suspended tenants. A 200 status is sent as 410 Gone. Nil means
+	// a JSON error body with code "forbidden" and status 410.
+	Paused http.Handler
+	// Logger receives JSON logs of route swaps and proxy failures. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Router is an http.Handler routing requests by Host over a route table that can be replaced at
+// any time with SetRoutes. It is safe for concurrent use.
+type Router struct {
+	domain    string
+	landing   http.Handler
+	notFound  http.Handler
+	paused    http.Handler
+	log       *slog.Logger
+	transport *http.Transport
+	table     atomic.Pointer[table]
+}
+
+// table is one immutable snapshot of the route table, indexed by lowercased host.
+type table struct {
+	hosts map[string]*entry
+}
+
+// entry is one routed host: the route and, when live, its reverse proxy.
+type entry struct {
+	route traefik.Route
+	proxy *httputil.ReverseProxy // nil unless route.State is live
+}
+
+// New returns a Router with an empty route table: until SetRoutes is called every tenant host gets
+// NotFound.
+func New(opts Options) *Router {
+	r := &Router{
+		domain:   strings.TrimSuffix(strings.ToLower(opts.Domain), "."),
+		landing:  opts.Landing,
+		notFound: opts.NotFound,
+		paused:   opts.Paused,
+		log:      opts.Logger,
+	}
+	if r.domain == "" {
+		r.domain = "localhost"
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.landing == nil {
+		r.landing = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = io.WriteString(w, "Atende\n")
+		})
+	}
+	if r.notFound == nil {
+		r.notFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			writeError(w, http.StatusNotFound, "not_found", "tenant not found", newRequestID())
+		})
+	}
+	if r.paused == nil {
+		r.paused = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			writeError(w, http.StatusGone, "forbidden", "tenant paused", newRequestID())
+		})
+	}
+	r.transport = &http.Transport{
+		Proxy:                 nil, // cells are local; never go through an environment proxy
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     false,
+	}
+	r.table.Store(&table{hosts: map[string]*entry{}})
+	return r
+}
+
+// SetRoutes atomically replaces the route table. Requests already being served finish on the
+// table they started with. Only live and suspended routes are kept; a live route whose Backend is
+// not an absolute http(s) URL is dropped (its hosts get NotFound) and logged, and when two routes
+// claim the same host the one with the smaller key wins and the conflict is logged. Build with
+// atende/traefik first to reject such tables outright.
+func (r *Router) SetRoutes(routes []traefik.Route) {
+	// Sort a copy by key so host conflicts resolve the same way Build reports them.
+	sorted := slices.Clone(routes)
+	slices.SortStableFunc(sorted, func(a, b traefik.Route) int { return strings.Compare(a.Key, b.Key) })
+
+	hosts := make(map[string]*entry, len(sorted))
+	for _, route := range sorted {
+		if route.State != traefik.StateLive && route.State != traefik.StateSuspended {
+			continue
+		}
+		e := &entry{route: route}
+		if route.State == traefik.StateLive {
+			target, err := url.Parse(route.Backend)
+			if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
+				r.log.Error("edge: dropping route with bad backend", logKeyTenantID, route.TenantID, logKeyKey, route.Key)
+				continue
+			}
+			e.proxy = r.newProxy(route, target)
+		}
+		for _, h := range route.Hosts {
+			h = normalizeHost(h)
+			if h == "" {
+				continue
+			}
+			if prev, ok := hosts[h]; ok {
+				r.log.Warn("edge: host claimed by two routes", logKeyHost, h, logKeyKey, route.Key, logKeyKeptKey, prev.route.Key)
+				continue
+			}
+			hosts[h] = e
+		}
+	}
+	r.table.Store(&table{hosts: hosts})
+	r.log.Debug("edge: route table replaced", logKeyHosts, len(hosts))
+}
+
+// ServeHTTP routes req by its Host header as described in the package documentation.
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	host := normalizeHost(req.Host)
+	if host == r.domain || isLoopbackIP(host) {
+		r.landing.ServeHTTP(w, req)
+		return
+	}
+	e := r.table.Load().hosts[host]
+	switch {
+	case e == nil:
+		r.notFound.ServeHTTP(&statusWriter{ResponseWriter: w, status: http.StatusNotFound}, req)
+	case e.route.State == traefik.StateSuspended:
+		r.paused.ServeHTTP(&statusWriter{ResponseWriter: w, status: http.StatusGone}, req)
+	default:
+		e.proxy.ServeHTTP(w, req)
+	}
+}
+
+// newProxy returns a reverse proxy to target that keeps the client's Host header and replaces
+// every client-sent forwarding header: the edge is the first trusted hop.
+func (r *Router) newProxy(route traefik.Route, target *url.URL) *httputil.ReverseProxy {
+	target = &url.URL{Scheme: target.Scheme, Host: target.Host}
+	log := r.log.With(logKeyTenantID, route.TenantID, logKeyKey, route.Key)
+	return &httputil.ReverseProxy{
+		// Rewrite (unlike Director) starts from an outbound request with X-Forwarded-For, -Host
+		// and -Proto already removed, so SetXForwarded sets them fresh from this connection.
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+			pr.Out.Header.Del("Forwarded")
+			pr.Out.Header.Del("X-Real-Ip")
+			pr.SetXForwarded()
+			if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+				pr.Out.Header.Set("X-Real-Ip", ip)
+			}
+		},
+		Transport:     r.transport,
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			requestID := newRequestID()
+			if req.Context().Err() != nil {
+				// The client went away; nobody is listening for an answer.
+				log.Debug("edge: client canceled proxied request", logKeyRequestID, requestID, logKeyError, err.Error())
+			} else {
+				log.Error("edge: cell unavailable", logKeyRequestID, requestID, logKeyBackend, target.Host, logKeyError, err.Error())
+			}
+			writeError(w, http.StatusBadGateway, "internal", "cell unavailable", requestID)
+		},
+	}
+}
+
+// statusWriter turns a 200 status written by a page handler into a fixed error status.
+type statusWriter struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+}
+
+// WriteHeader sends code, or the fixed status when code is 200.
+func (s *statusWriter) WriteHeader(code int) {
+	if s.wroteHeader {
+		return
+	}
+	if code == http.StatusOK {
+		code = s.status
+	}
+	if code >= 200 {
+		s.wroteHeader = true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// Write sends the fixed status first if the handler has not written a header yet.
+func (s *statusWriter) Write(p []byte) (int, error) {
+	if !s.wroteHeader {
+		s.WriteHeader(http.StatusOK)
+	}
+	return s.ResponseWriter.Write(p)
+}
+
+// Unwrap exposes the underlying writer to http.ResponseController.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// errorBody is the error shape shared by every Atende HTTP surface.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+// errorDetail is the inner object of errorBody.
+type errorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"requestId"`
+}
+
+// writeError writes the standard JSON error body with the given status.
+func writeError(w http.ResponseWriter, status int, code, message, requestID string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("X-Request-Id", requestID)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(errorBody{Error: errorDetail{Code: code, Message: message, RequestID: requestID}})
+}
+
+// newRequestID returns 16 random hex characters.
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// normalizeHost strips the port, IPv6 brackets and a trailing dot from a Host header value and
+// lowercases it.
+func normalizeHost(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+// isLoopbackIP reports whether host is a literal loopback address such as 127.0.0.1 or ::1.
+func isLoopbackIP(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
