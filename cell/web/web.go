@@ -70,9 +70,9 @@ func New(cfg cell.Config, svc *service.Service, log *slog.Logger) *Server {
 		DisableStartupMessage: true,
 		// Immutable copies every value out of fasthttp buffers, so nothing taken from a Ctx is
 		// reused under a handler that keeps it (DESIGN.md §8.4).
-		Immutable: true,
-		ReadTimeout:           30 * time.Second,
-		IdleTimeout:           120 * time.Second,
+		Immutable:   true,
+		ReadTimeout: 30 * time.Second,
+		IdleTimeout: 120 * time.Second,
 	})
 	s.routes()
 	return s
