@@ -1,0 +1,158 @@
+package web_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"atende/cell"
+	"atende/cell/auth"
+	"atende/cell/service"
+
+	"github.com/fasthttp/websocket"
+)
+
+// wsFrame is any server frame, decoded loosely.
+type wsFrame struct {
+	Type     string     `json:"type"`
+	Ref      string     `json:"ref"`
+	ChatID   string     `json:"chatId"`
+	Seq      int64      `json:"seq"`
+	Body     string     `json:"body"`
+	Code     string     `json:"code"`
+	Complete *bool      `json:"complete"`
+	LastSeq  int64      `json:"lastSeq"`
+	Chat     *cell.Chat `json:"chat"`
+	State    string     `json:"state"`
+}
+
+func (tc *testCell) dial(t *testing.T, token, origin string) (*websocket.Conn, int) {
+	t.Helper()
+	var tk service.Ticket
+	if st := tc.do("POST", "/api/ws-ticket", token, nil, &tk); st != 200 {
+		t.Fatalf("ticket: %d", st)
+	}
+	h := http.Header{"Host": {"acme.localhost:8080"}}
+	if origin != "" {
+		h.Set("Origin", origin)
+	}
+	conn, resp, err := websocket.DefaultDialer.Dial(strings.Replace(tc.base, "http", "ws", 1)+"/ws?ticket="+tk.Ticket, h)
+	if err != nil {
+		if resp != nil {
+			return nil, resp.StatusCode
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn, 101
+}
+
+func send(t *testing.T, c *websocket.Conn, v any) {
+	t.Helper()
+	if err := c.WriteJSON(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// next reads frames until one of type typ arrives (others are skipped).
+func next(t *testing.T, c *websocket.Conn, typ string) wsFrame {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", typ, err)
+		}
+		var f wsFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == typ {
+			return f
+		}
+	}
+}
+
+// TestWebSocketChat covers origin checks, queue events, send/ack/broadcast, typing, resume and
+// per-frame authorization.
+func TestWebSocketChat(t *testing.T) {
+	tc := startCell(t, nil)
+	agentTok := tc.token(auth.TypeAccess, "agent-1", cell.RoleAgent)
+	for _, origin := range []string{"http://evil.test", "null", "http://acme.localhost:8080.evil.test", "https://acme.localhost:8080"} {
+		if _, st := tc.dial(t, agentTok, origin); st != 403 {
+			t.Fatalf("origin %q: status %d, want 403", origin, st)
+		}
+	}
+	agent, _ := tc.dial(t, agentTok, "http://acme.localhost:8080")
+	visitorTok, chat := tc.newVisitorChat("hello")
+	_ = chat
+	if f := next(t, agent, "chat.queued"); f.Chat == nil || f.Chat.ID != chat.ID {
+		t.Fatalf("queued event: %+v", f)
+	}
+	if st := tc.do("POST", "/api/chat/"+chat.ID+"/accept", agentTok, nil, nil); st != 200 {
+		t.Fatalf("accept %d", st)
+	}
+	visitor, _ := tc.dial(t, visitorTok, "")
+	send(t, visitor, map[string]any{"type": "join-chat", "chatId": chat.ID, "ref": "j1"})
+	if f := next(t, visitor, "joined"); f.Ref != "j1" || f.LastSeq != 1 {
+		t.Fatalf("joined: %+v", f)
+	}
+	send(t, agent, map[string]any{"type": "join-chat", "chatId": chat.ID})
+	next(t, agent, "joined")
+	for i := 1; i <= 20; i++ {
+		send(t, visitor, map[string]any{"type": "send-message", "chatId": chat.ID, "body": fmt.Sprint("v", i), "clientMsgId": fmt.Sprint("v-", i), "ref": fmt.Sprint(i)})
+		if ack := next(t, visitor, "ack"); ack.Seq != int64(i+1) || ack.Ref != fmt.Sprint(i) {
+			t.Fatalf("ack %d: %+v", i, ack)
+		}
+		if m := next(t, agent, "message"); m.Seq != int64(i+1) || m.Body != fmt.Sprint("v", i) {
+			t.Fatalf("agent got %+v", m)
+		}
+	}
+	// A retried clientMsgId is acked with the same seq and not broadcast again.
+	send(t, visitor, map[string]any{"type": "send-message", "chatId": chat.ID, "body": "v1", "clientMsgId": "v-1", "ref": "again"})
+	if ack := next(t, visitor, "ack"); ack.Seq != 2 {
+		t.Fatalf("retry ack seq %d, want 2", ack.Seq)
+	}
+	send(t, visitor, map[string]any{"type": "typing", "chatId": chat.ID, "state": "on"})
+	if f := next(t, agent, "typing"); f.State != "on" {
+		t.Fatalf("typing: %+v", f)
+	}
+	// Resume returns exactly what was missed.
+	send(t, agent, map[string]any{"type": "resume", "chatId": chat.ID, "since": 15, "ref": "r"})
+	var seqs []int64
+	agent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, data, err := agent.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f wsFrame
+		json.Unmarshal(data, &f)
+		if f.Type == "message" && f.ChatID == chat.ID {
+			seqs = append(seqs, f.Seq)
+		}
+		if f.Type == "resumed" {
+			if f.Complete == nil || !*f.Complete || f.LastSeq != 21 {
+				t.Fatalf("resumed: %+v", f)
+			}
+			break
+		}
+	}
+	if fmt.Sprint(seqs) != "[16 17 18 19 20 21]" {
+		t.Fatalf("resumed seqs %v", seqs)
+	}
+	// Another visitor can neither join nor write into this chat.
+	otherTok, _ := tc.newVisitorChat("other")
+	other, _ := tc.dial(t, otherTok, "")
+	send(t, other, map[string]any{"type": "join-chat", "chatId": chat.ID, "ref": "x"})
+	if f := next(t, other, "error"); f.Code != cell.ENotFound {
+		t.Fatalf("foreign join: %+v", f)
+	}
+	send(t, other, map[string]any{"type": "send-message", "chatId": chat.ID, "body": "intrude", "clientMsgId": "i-1", "ref": "y"})
+	if f := next(t, other, "error"); f.Code != cell.ENotFound {
+		t.Fatalf("foreign send: %+v", f)
+	}
+}
