@@ -69,7 +69,6 @@ func (s *Service) SendMessage(ctx context.Context, p cell.Principal, in SendInpu
 	} else if replayed {
 		return msg, true, nil
 	}
-	_ = s.hub.Publish(realtime.ChatRoom(s.cfg.TenantID, chat.ID), MessageEvent{Type: "message", Message: msg}, false, nil)
 	return msg, false, nil
 }
 
@@ -89,8 +88,10 @@ func (s *Service) maySend(p cell.Principal, chat cell.Chat) error {
 	}
 }
 
-// append assigns the next seq and inserts msg. If another request stored the same clientMsgId
-// first, msg is replaced by the stored one and replayed is true.
+// append assigns the next seq, inserts msg and publishes it to the chat's room, all under the
+// chat's lock, so every subscriber receives a chat's messages in seq order. If another request
+// stored the same clientMsgId first, msg is replaced by the stored one, nothing is published and
+// replayed is true.
 func (s *Service) append(ctx context.Context, chat cell.Chat, msg *cell.Message) (replayed bool, err error) {
 	st := s.seqState(chat.ID)
 	st.mu.Lock()
@@ -110,6 +111,8 @@ func (s *Service) append(ctx context.Context, chat cell.Chat, msg *cell.Message)
 				// lastSeq is a hint: lastSeq() probes past it, so a missed update is repaired.
 				s.log.Warn("chat lastSeq not recorded", "chatId", chat.ID, "error", err)
 			}
+			// Publishing never blocks (bounded outboxes), so holding the lock here is cheap.
+			_ = s.hub.Publish(realtime.ChatRoom(s.cfg.TenantID, chat.ID), MessageEvent{Type: "message", Message: *msg}, false, nil)
 			return false, nil
 		}
 		if cell.ErrorCode(err) != cell.EConflict {
