@@ -38,7 +38,7 @@ type chat struct {
 
 // wsClient is a WebSocket connection to a tenant through the edge that records every frame.
 type wsClient struct {
-	t      *testing.T
+	t      testing.TB
 	conn   *websocket.Conn
 	wmu    sync.Mutex
 	frames chan frame

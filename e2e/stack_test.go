@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bufio"
+	"flag"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	if testing.Short() {
 		fmt.Println("e2e: skipped in -short mode")
 		os.Exit(0)
@@ -48,7 +50,7 @@ func TestMain(m *testing.M) {
 
 // stack is one running control plane with its edge.
 type stack struct {
-	t       *testing.T
+	t       testing.TB
 	dataDir string
 	api     string // http://127.0.0.1:port
 	edge    string // http://127.0.0.1:port
@@ -75,7 +77,7 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -87,7 +89,7 @@ func freePort(t *testing.T) string {
 }
 
 // startStack starts bin/controlplane with a fresh data dir and waits for "atende: ready".
-func startStack(t *testing.T, extraEnv ...string) *stack {
+func startStack(t testing.TB, extraEnv ...string) *stack {
 	t.Helper()
 	s := &stack{t: t, dataDir: t.TempDir(), logs: &lockedBuffer{}}
 	apiPort, edgePort := freePort(t), freePort(t)
@@ -190,10 +192,16 @@ func (s *stack) createTenant(key string) (tenant, time.Duration) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	took := time.Since(accepted)
-	var got tenant
-	s.cp("GET", "/api/tenants/"+tn.ID, nil, &got)
-	if got.State != "live" {
-		s.t.Fatalf("tenant %s serves but is %q", key, got.State)
+	for {
+		var got tenant
+		s.cp("GET", "/api/tenants/"+tn.ID, nil, &got)
+		if got.State == "live" {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("tenant %s serves but is still %q", key, got.State)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	return tn, took
 }
@@ -210,7 +218,7 @@ func (s *stack) on(key, method, path, token string, body, out any) (int, string)
 	return call(s.t, method, s.edge+path, s.host(key), token, body, out)
 }
 
-func call(t *testing.T, method, url, host, token string, body, out any) (int, string) {
+func call(t testing.TB, method, url, host, token string, body, out any) (int, string) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {

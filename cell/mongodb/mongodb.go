@@ -92,8 +92,12 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 			}
 			set.ims[i].Options.SetName(indexName(set.ims[i].Keys.(bson.D)))
 		}
-		if _, err := set.c.Indexes().CreateMany(ctx, set.ims); err != nil {
-			return fmt.Errorf("mongodb: indexes on %s: %w", set.c.Name(), err)
+		// One index per call: FerretDB v1 drops the connection when one createIndexes call
+		// holds several indexes that all exist already (a restarted cell).
+		for _, im := range set.ims {
+			if _, err := set.c.Indexes().CreateOne(ctx, im); err != nil {
+				return fmt.Errorf("mongodb: index %s on %s: %w", indexName(im.Keys.(bson.D)), set.c.Name(), err)
+			}
 		}
 	}
 	return nil
