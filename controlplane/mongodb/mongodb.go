@@ -1,0 +1,392 @@
+// Package mongodb is the tenant registry on MongoDB (official driver, v2 line). It is correct on
+// MongoDB and on the embedded FerretDB v1, whose conditional updates are not atomic: uniqueness of
+// a key among live tenants is arbitrated by an insert against a sparse unique index on liveKey
+// (set while the tenant is not deleted, absent afterwards), and compare-and-set saves are also
+// serialized per tenant inside this process.
+package mongodb
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"atende/cell"
+	"atende/controlplane"
+)
+
+// DefaultDatabase is the registry's database name.
+const DefaultDatabase = "atende_registry"
+
+// Collection names in the registry database.
+const (
+	tenantsCollection = "tenants"
+	eventsCollection  = "events"
+)
+
+// Store implements controlplane.Store on one MongoDB database.
+type Store struct {
+	client  *mongo.Client
+	tenants *mongo.Collection
+	events  *mongo.Collection
+	owned   bool
+	locks   sync.Map // tenant id -> *sync.Mutex
+}
+
+var _ controlplane.Store = (*Store)(nil)
+
+// Open connects to the MongoDB server at uri, pings it (within ctx), creates the indexes of
+// database (DefaultDatabase when empty) and returns the store. Close disconnects.
+func Open(ctx context.Context, uri, database string) (*Store, error) {
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetTimeout(30 * time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: connect: %w", err)
+	}
+	if err := client.Ping(ctx, nil); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, fmt.Errorf("mongodb: ping %s: %w", uri, err)
+	}
+	s, err := New(ctx, client, database)
+	if err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, err
+	}
+	s.owned = true
+	return s, nil
+}
+
+// New returns a store on database (DefaultDatabase when empty) of an existing client, after
+// creating its indexes: tenants {liveKey:1} unique sparse, {state:1}; events {tenantId:1,seq:1}
+// unique. Close does not disconnect a client passed to New.
+func New(ctx context.Context, client *mongo.Client, database string) (*Store, error) {
+	if database == "" {
+		database = DefaultDatabase
+	}
+	db := client.Database(database)
+	s := &Store{client: client, tenants: db.Collection(tenantsCollection), events: db.Collection(eventsCollection)}
+	// One createIndexes command per index: FerretDB v1.24 panics (and drops the connection) on a
+	// createIndexes with two or more indexes that all exist already, i.e. at every restart.
+	for _, ix := range []struct {
+		coll  *mongo.Collection
+		model mongo.IndexModel
+	}{
+		{s.tenants, mongo.IndexModel{Keys: bson.D{{Key: "liveKey", Value: 1}}, Options: options.Index().SetName("liveKey_unique").SetUnique(true).SetSparse(true)}},
+		{s.tenants, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}}, Options: options.Index().SetName("state")}},
+		{s.events, mongo.IndexModel{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "seq", Value: 1}}, Options: options.Index().SetName("tenant_seq_unique").SetUnique(true)}},
+	} {
+		if _, err := ix.coll.Indexes().CreateOne(ctx, ix.model); err != nil {
+			return nil, fmt.Errorf("mongodb: index on %s: %w", ix.coll.Name(), err)
+		}
+	}
+	return s, nil
+}
+
+// Client returns the underlying MongoDB client.
+func (s *Store) Client() *mongo.Client { return s.client }
+
+// Close disconnects the client if Open created it.
+func (s *Store) Close(ctx context.Context) error {
+	if !s.owned {
+		return nil
+	}
+	return s.client.Disconnect(ctx)
+}
+
+// tenantDoc is the stored shape of a tenant.
+type tenantDoc struct {
+	ID             string             `bson:"_id"`
+	Key            string             `bson:"key"`
+	LiveKey        string             `bson:"liveKey,omitempty"`
+	Name           string             `bson:"name"`
+	State          string             `bson:"state"`
+	StateReason    string             `bson:"stateReason,omitempty"`
+	AllowedOrigins []string           `bson:"allowedOrigins"`
+	Plan           string             `bson:"plan"`
+	Limits         limitsDoc          `bson:"limits"`
+	Branding       brandingDoc        `bson:"branding"`
+	Webhooks       []webhookDoc       `bson:"webhooks"`
+	Dedicated      bool               `bson:"dedicated"`
+	CreatedAt      time.Time          `bson:"createdAt"`
+	UpdatedAt      time.Time          `bson:"updatedAt"`
+	DeleteAt       *time.Time         `bson:"deleteAt,omitempty"`
+	URL            string             `bson:"url"`
+	Cell           cellDoc            `bson:"cell"`
+	SigningSeed    []byte             `bson:"signingSeed"`
+	SigningKeyID   string             `bson:"signingKid"`
+	BootstrapUsers []bootstrapUserDoc `bson:"bootstrapUsers"`
+	Version        int64              `bson:"version"`
+}
+
+type limitsDoc struct {
+	MaxAgents          int   `bson:"maxAgents"`
+	MaxConcurrentChats int   `bson:"maxConcurrentChats"`
+	MaxUploadBytes     int64 `bson:"maxUploadBytes"`
+}
+
+type brandingDoc struct {
+	PrimaryColor string `bson:"primaryColor"`
+	WelcomeText  string `bson:"welcomeText"`
+}
+
+type webhookDoc struct {
+	URL    string   `bson:"url"`
+	Events []string `bson:"events"`
+}
+
+type cellDoc struct {
+	Driver      string     `bson:"driver,omitempty"`
+	Address     string     `bson:"address,omitempty"`
+	PID         int        `bson:"pid,omitempty"`
+	ContainerID string     `bson:"containerId,omitempty"`
+	Database    string     `bson:"database,omitempty"`
+	S3Prefix    string     `bson:"s3Prefix,omitempty"`
+	StartedAt   *time.Time `bson:"startedAt,omitempty"`
+}
+
+type bootstrapUserDoc struct {
+	Email        string   `bson:"email"`
+	Name         string   `bson:"name"`
+	Roles        []string `bson:"roles"`
+	PasswordHash string   `bson:"passwordHash"`
+}
+
+type eventDoc struct {
+	TenantID string    `bson:"tenantId"`
+	Seq      int64     `bson:"seq"`
+	From     string    `bson:"from"`
+	To       string    `bson:"to"`
+	At       time.Time `bson:"at"`
+	Reason   string    `bson:"reason,omitempty"`
+}
+
+func toDoc(t *controlplane.Tenant) tenantDoc {
+	d := tenantDoc{
+		ID: t.ID, Key: t.Key, Name: t.Name, State: string(t.State), StateReason: t.StateReason,
+		AllowedOrigins: nonNil(t.AllowedOrigins), Plan: t.Plan,
+		Limits:    limitsDoc{t.Limits.MaxAgents, t.Limits.MaxConcurrentChats, t.Limits.MaxUploadBytes},
+		Branding:  brandingDoc{t.Branding.PrimaryColor, t.Branding.WelcomeText},
+		Dedicated: t.Dedicated, CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(),
+		DeleteAt: t.DeleteAt, URL: t.URL,
+		Cell: cellDoc{t.Cell.Driver, t.Cell.Address, t.Cell.PID, t.Cell.ContainerID, t.Cell.Database,
+			t.Cell.S3Prefix, t.Cell.StartedAt},
+		SigningSeed: t.Secrets.SigningKeySeed, SigningKeyID: t.Secrets.SigningKeyID,
+		Webhooks: []webhookDoc{}, BootstrapUsers: []bootstrapUserDoc{}, Version: t.Version,
+	}
+	if t.State != controlplane.StateDeleted {
+		d.LiveKey = t.Key
+	}
+	for _, w := range t.Webhooks {
+		d.Webhooks = append(d.Webhooks, webhookDoc{w.URL, nonNil(w.Events)})
+	}
+	for _, u := range t.Secrets.BootstrapUsers {
+		d.BootstrapUsers = append(d.BootstrapUsers, bootstrapUserDoc{u.Email, u.Name, nonNil(u.Roles), u.PasswordHash})
+	}
+	return d
+}
+
+func fromDoc(d tenantDoc) *controlplane.Tenant {
+	t := &controlplane.Tenant{
+		ID: d.ID, Key: d.Key, Name: d.Name, State: controlplane.State(d.State), StateReason: d.StateReason,
+		AllowedOrigins: nonNil(d.AllowedOrigins), Plan: d.Plan,
+		Limits:    controlplane.Limits{MaxAgents: d.Limits.MaxAgents, MaxConcurrentChats: d.Limits.MaxConcurrentChats, MaxUploadBytes: d.Limits.MaxUploadBytes},
+		Branding:  controlplane.Branding{PrimaryColor: d.Branding.PrimaryColor, WelcomeText: d.Branding.WelcomeText},
+		Webhooks:  []controlplane.Webhook{},
+		Dedicated: d.Dedicated, CreatedAt: d.CreatedAt.UTC(), UpdatedAt: d.UpdatedAt.UTC(), URL: d.URL,
+		Cell: controlplane.Cell{Driver: d.Cell.Driver, Address: d.Cell.Address, PID: d.Cell.PID,
+			ContainerID: d.Cell.ContainerID, Database: d.Cell.Database, S3Prefix: d.Cell.S3Prefix, StartedAt: utcPtr(d.Cell.StartedAt)},
+		Secrets: controlplane.Secrets{SigningKeySeed: d.SigningSeed, SigningKeyID: d.SigningKeyID},
+		Version: d.Version,
+	}
+	t.DeleteAt = utcPtr(d.DeleteAt)
+	for _, w := range d.Webhooks {
+		t.Webhooks = append(t.Webhooks, controlplane.Webhook{URL: w.URL, Events: nonNil(w.Events)})
+	}
+	for _, u := range d.BootstrapUsers {
+		t.Secrets.BootstrapUsers = append(t.Secrets.BootstrapUsers, cell.BootstrapUser{Email: u.Email, Name: u.Name, Roles: nonNil(u.Roles), PasswordHash: u.PasswordHash})
+	}
+	return t
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// CreateTenant implements controlplane.Store. The insert against the unique liveKey index is the
+// arbiter of "one live tenant per key", on MongoDB and on FerretDB alike.
+func (s *Store) CreateTenant(ctx context.Context, t *controlplane.Tenant, ev controlplane.Event) error {
+	t.Version = 1
+	if _, err := s.tenants.InsertOne(ctx, toDoc(t)); err != nil {
+		t.Version = 0
+		if isDuplicate(err) {
+			return controlplane.Errorf(controlplane.EConflict, "the key %q is already taken by another tenant", t.Key)
+		}
+		return fmt.Errorf("mongodb: insert tenant: %w", err)
+	}
+	ev.Seq = t.Version
+	return s.insertEvent(ctx, ev)
+}
+
+func (s *Store) insertEvent(ctx context.Context, ev controlplane.Event) error {
+	_, err := s.events.InsertOne(ctx, eventDoc{TenantID: ev.TenantID, Seq: ev.Seq, From: string(ev.From), To: string(ev.To), At: ev.At.UTC(), Reason: ev.Reason})
+	if err != nil && !isDuplicate(err) { // a duplicate means the event is already recorded
+		return fmt.Errorf("mongodb: insert event: %w", err)
+	}
+	return nil
+}
+
+// Tenant implements controlplane.Store.
+func (s *Store) Tenant(ctx context.Context, id string) (*controlplane.Tenant, error) {
+	return s.findOne(ctx, bson.D{{Key: "_id", Value: id}}, "no tenant with id %q", id)
+}
+
+// TenantByKey implements controlplane.Store.
+func (s *Store) TenantByKey(ctx context.Context, key string) (*controlplane.Tenant, error) {
+	return s.findOne(ctx, bson.D{{Key: "liveKey", Value: key}}, "no tenant with key %q", key)
+}
+
+func (s *Store) findOne(ctx context.Context, filter bson.D, format, arg string) (*controlplane.Tenant, error) {
+	var d tenantDoc
+	if err := s.tenants.FindOne(ctx, filter).Decode(&d); err != nil {
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return nil, controlplane.Errorf(controlplane.ENotFound, format, arg)
+		}
+		return nil, fmt.Errorf("mongodb: find tenant: %w", err)
+	}
+	return fromDoc(d), nil
+}
+
+// Tenants implements controlplane.Store. Sorting happens in Go: the registry is small and sorted
+// finds scan the whole collection on FerretDB anyway.
+func (s *Store) Tenants(ctx context.Context, f controlplane.TenantFilter) ([]*controlplane.Tenant, error) {
+	filter := bson.D{}
+	switch {
+	case len(f.States) > 0:
+		states := make([]string, len(f.States))
+		for i, st := range f.States {
+			states[i] = string(st)
+		}
+		filter = bson.D{{Key: "state", Value: bson.D{{Key: "$in", Value: states}}}}
+	case !f.IncludeDeleted:
+		filter = bson.D{{Key: "state", Value: bson.D{{Key: "$ne", Value: string(controlplane.StateDeleted)}}}}
+	}
+	cur, err := s.tenants.Find(ctx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: find tenants: %w", err)
+	}
+	var docs []tenantDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("mongodb: read tenants: %w", err)
+	}
+	out := make([]*controlplane.Tenant, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, fromDoc(d))
+	}
+	sortTenants(out)
+	return out, nil
+}
+
+func sortTenants(ts []*controlplane.Tenant) {
+	slices.SortFunc(ts, func(a, b *controlplane.Tenant) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+}
+
+// SaveTenant implements controlplane.Store as a compare-and-set on Version. FerretDB v1 does not
+// run a conditional replace atomically, so saves of one tenant are also serialized in-process;
+// across processes the fence is the filter on MongoDB.
+func (s *Store) SaveTenant(ctx context.Context, t *controlplane.Tenant, ev *controlplane.Event) error {
+	mu := s.lock(t.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	next := *t
+	next.Version = t.Version + 1
+	res, err := s.tenants.ReplaceOne(ctx, bson.D{{Key: "_id", Value: t.ID}, {Key: "version", Value: t.Version}}, toDoc(&next))
+	if err != nil {
+		if isDuplicate(err) {
+			return controlplane.Errorf(controlplane.EConflict, "the key %q is already taken by another tenant", t.Key)
+		}
+		return fmt.Errorf("mongodb: save tenant: %w", err)
+	}
+	if res.MatchedCount == 0 {
+		if _, err := s.Tenant(ctx, t.ID); err != nil {
+			return err
+		}
+		return controlplane.Errorf(controlplane.EConflict, "tenant %q was changed concurrently; reload and retry", t.ID)
+	}
+	t.Version = next.Version
+	if ev != nil {
+		ev.Seq = t.Version
+		return s.insertEvent(ctx, *ev)
+	}
+	return nil
+}
+
+func (s *Store) lock(id string) *sync.Mutex {
+	m, _ := s.locks.LoadOrStore(id, &sync.Mutex{})
+	return m.(*sync.Mutex)
+}
+
+// Events implements controlplane.Store.
+func (s *Store) Events(ctx context.Context, tenantID string) ([]controlplane.Event, error) {
+	cur, err := s.events.Find(ctx, bson.D{{Key: "tenantId", Value: tenantID}})
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: find events: %w", err)
+	}
+	var docs []eventDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("mongodb: read events: %w", err)
+	}
+	out := make([]controlplane.Event, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, controlplane.Event{TenantID: d.TenantID, Seq: d.Seq, From: controlplane.State(d.From), To: controlplane.State(d.To), At: d.At.UTC(), Reason: d.Reason})
+	}
+	slices.SortFunc(out, func(a, b controlplane.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out, nil
+}
+
+// isDuplicate reports whether err is a unique-index violation: E11000 from MongoDB and from
+// FerretDB inserts, or the InternalError FerretDB v1 returns for a duplicate caused by an update.
+func isDuplicate(err error) bool {
+	if mongo.IsDuplicateKeyError(err) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "duplicate key") || strings.Contains(msg, "e11000")
+}
+
+// TenantDatabases drops tenants' databases on teardown. It implements controlplane.DataRemover.
+type TenantDatabases struct {
+	// Client is connected to the server holding the tenants' databases.
+	Client *mongo.Client
+}
+
+// RemoveTenantData drops the database controlplane.DatabaseName(t.ID). Dropping a database that
+// does not exist succeeds.
+func (d TenantDatabases) RemoveTenantData(ctx context.Context, t *controlplane.Tenant) error {
+	if err := d.Client.Database(controlplane.DatabaseName(t.ID)).Drop(ctx); err != nil {
+		return fmt.Errorf("mongodb: drop database of tenant %s: %w", t.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,458 @@
+// Package supervisor is the control plane's reconciler and tenant service. The service side
+// (TenantService methods) validates requests, records intent in the registry and wakes the
+// reconciler; the reconciler performs one idempotent step per tenant per pass, saves the next
+// state with an event, and publishes the route table whenever the set of routable tenants changes.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"atende/controlplane"
+	"atende/traefik"
+)
+
+// Log attribute keys.
+const (
+	attrTenantID = "tenantId"
+	attrKey      = "key"
+	attrFrom     = "from"
+	attrTo       = "to"
+	attrErr      = "err"
+)
+
+// Options configure a Supervisor.
+type Options struct {
+	// Store is the tenant registry and Driver runs cells. Required.
+	Store  controlplane.Store
+	Driver controlplane.Driver
+	// Platform is the deployment-wide cell configuration.
+	Platform Platform
+	// DataRemovers delete a deleted tenant's data (database, object prefix), in order.
+	DataRemovers []controlplane.DataRemover
+	// OnRoutes receives the whole route table after every change of it (and once at the first
+	// pass); an error is logged and the table is offered again at the next pass.
+	OnRoutes func([]traefik.Route) error
+	// Tick is the interval of passes without a wake-up; default 1 s.
+	Tick time.Duration
+	// HealthTimeout bounds the wait for a new cell's GET /healthz 200 (default 20 s), polled every
+	// HealthInterval (default 25 ms).
+	HealthTimeout, HealthInterval time.Duration
+	// DeleteGrace is how long a tenant stays in deletion-pending before teardown (0: none).
+	DeleteGrace time.Duration
+	// RetryFailedDeletionAfter is how long a deletion-failed tenant waits before the next
+	// attempt; default 30 s.
+	RetryFailedDeletionAfter time.Duration
+	// Workers bounds how many tenant steps run at once; default 8.
+	Workers int
+	// Logger receives the supervisor's events; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Supervisor reconciles tenants towards their recorded intent and serves TenantService.
+type Supervisor struct {
+	opts   Options
+	store  controlplane.Store
+	driver controlplane.Driver
+	log    *slog.Logger
+	health *http.Client
+	wake   chan struct{}
+	slots  chan struct{}
+
+	mu   sync.Mutex
+	busy map[string]bool // tenants with a step in flight
+
+	routesMu  sync.Mutex
+	published []traefik.Route
+	hasRoutes bool
+}
+
+var _ controlplane.TenantService = (*Supervisor)(nil)
+
+// New validates opts, applies defaults and returns a supervisor. Run starts reconciling.
+func New(opts Options) (*Supervisor, error) {
+	if opts.Store == nil || opts.Driver == nil {
+		return nil, errors.New("supervisor: Store and Driver are required")
+	}
+	if opts.Platform.Domain == "" {
+		return nil, errors.New("supervisor: Platform.Domain is required")
+	}
+	if opts.Tick <= 0 {
+		opts.Tick = time.Second
+	}
+	if opts.HealthTimeout <= 0 {
+		opts.HealthTimeout = 20 * time.Second
+	}
+	if opts.HealthInterval <= 0 {
+		opts.HealthInterval = 25 * time.Millisecond
+	}
+	if opts.RetryFailedDeletionAfter <= 0 {
+		opts.RetryFailedDeletionAfter = 30 * time.Second
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 8
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Supervisor{
+		opts: opts, store: opts.Store, driver: opts.Driver, log: opts.Logger,
+		health: &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
+		wake:   make(chan struct{}, 1), slots: make(chan struct{}, opts.Workers), busy: map[string]bool{},
+	}, nil
+}
+
+// Poke wakes the reconciler for an immediate pass. It never blocks.
+func (s *Supervisor) Poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// CellAddressChanged is the hook for drivers that move a cell (process.Options.OnAddressChange):
+// it triggers a pass, which records the new address and republishes the routes.
+func (s *Supervisor) CellAddressChanged(tenantID, addr string) {
+	s.log.Info("cell address changed", attrTenantID, tenantID, "addr", addr)
+	s.Poke()
+}
+
+// Run reconciles until ctx is done: a pass at start, after every Poke and every Tick. It waits
+// for the steps in flight before returning ctx.Err().
+func (s *Supervisor) Run(ctx context.Context) error {
+	ticker := time.NewTicker(s.opts.Tick)
+	defer ticker.Stop()
+	var steps sync.WaitGroup
+	defer steps.Wait()
+	for {
+		s.pass(ctx, &steps)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.wake:
+		case <-ticker.C:
+		}
+	}
+}
+
+// pass starts a step for every tenant that needs one and has none in flight, then publishes the
+// route table if it changed.
+func (s *Supervisor) pass(ctx context.Context, steps *sync.WaitGroup) {
+	tenants, err := s.store.Tenants(ctx, controlplane.TenantFilter{})
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("list tenants", attrErr, err.Error())
+		}
+		return
+	}
+	for _, t := range tenants {
+		step := s.stepFor(ctx, t)
+		if step == nil {
+			continue
+		}
+		s.mu.Lock()
+		if s.busy[t.ID] {
+			s.mu.Unlock()
+			continue
+		}
+		s.busy[t.ID] = true
+		s.mu.Unlock()
+		steps.Add(1)
+		go func() {
+			defer steps.Done()
+			select {
+			case s.slots <- struct{}{}:
+			case <-ctx.Done():
+				s.release(t.ID)
+				return
+			}
+			own := *t // steps change their copy; tenants is read again below
+			err := step(ctx, &own)
+			<-s.slots
+			s.release(t.ID)
+			if err != nil && ctx.Err() == nil {
+				level := slog.LevelError
+				if controlplane.ErrorCode(err) == controlplane.EConflict {
+					level = slog.LevelDebug // the tenant changed meanwhile; the next pass reloads it
+				}
+				s.log.Log(ctx, level, "tenant step", attrTenantID, t.ID, attrKey, t.Key, "state", string(t.State), attrErr, err.Error())
+			}
+			s.Poke()
+		}()
+	}
+	if err := s.publishRoutes(ctx, tenants, nil); err != nil && ctx.Err() == nil {
+		s.log.Error("publish routes", attrErr, err.Error())
+	}
+}
+
+func (s *Supervisor) release(id string) {
+	s.mu.Lock()
+	delete(s.busy, id)
+	s.mu.Unlock()
+}
+
+// stepFunc performs one idempotent step for a tenant.
+type stepFunc func(ctx context.Context, t *controlplane.Tenant) error
+
+// stepFor returns the step t needs now, or nil.
+func (s *Supervisor) stepFor(ctx context.Context, t *controlplane.Tenant) stepFunc {
+	switch t.State {
+	case controlplane.StateCreationRequested:
+		return s.beginCreation
+	case controlplane.StateCreating:
+		return s.finishCreation
+	case controlplane.StateLive:
+		st, err := s.driver.Status(ctx, t.ID)
+		if err != nil || st.State == controlplane.CellAbsent || st.State == controlplane.CellStopped ||
+			(st.State == controlplane.CellRunning && (st.Address != t.Cell.Address || st.PID != t.Cell.PID)) {
+			return s.keepLive
+		}
+	case controlplane.StateSuspendRequested:
+		return s.suspend
+	case controlplane.StateResumeRequested:
+		return s.resume
+	case controlplane.StateDeletionPending:
+		return s.awaitDeletion
+	case controlplane.StateDeleting:
+		return s.teardown
+	case controlplane.StateDeletionFailed:
+		if time.Since(t.UpdatedAt) >= s.opts.RetryFailedDeletionAfter {
+			return func(ctx context.Context, t *controlplane.Tenant) error {
+				return s.transition(ctx, t, controlplane.StateDeleting, "retrying teardown")
+			}
+		}
+	}
+	return nil
+}
+
+// transition saves t in state to with reason and an event.
+func (s *Supervisor) transition(ctx context.Context, t *controlplane.Tenant, to controlplane.State, reason string) error {
+	from := t.State
+	ev, err := t.Transition(to, reason, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := s.store.SaveTenant(ctx, t, ev); err != nil {
+		return err
+	}
+	s.log.Info("tenant state", attrTenantID, t.ID, attrKey, t.Key, attrFrom, string(from), attrTo, string(to), "reason", reason)
+	return nil
+}
+
+// beginCreation: creation-requested → creating.
+func (s *Supervisor) beginCreation(ctx context.Context, t *controlplane.Tenant) error {
+	return s.transition(ctx, t, controlplane.StateCreating, "starting cell")
+}
+
+// finishCreation: creating → live once the cell answers /healthz, or creation-failed.
+func (s *Supervisor) finishCreation(ctx context.Context, t *controlplane.Tenant) error {
+	return s.bringUp(ctx, t, controlplane.StateCreationFailed)
+}
+
+// resume: resume-requested → live once the cell answers /healthz, or resume-failed.
+func (s *Supervisor) resume(ctx context.Context, t *controlplane.Tenant) error {
+	return s.bringUp(ctx, t, controlplane.StateResumeFailed)
+}
+
+// bringUp starts t's cell, waits until it is healthy, publishes its route and then saves it
+// live, so a tenant that reads live in the registry is already routable. On failure the cell is
+// stopped and t moves to failed with the reason.
+func (s *Supervisor) bringUp(ctx context.Context, t *controlplane.Tenant, failed controlplane.State) error {
+	started := time.Now()
+	c, err := s.driver.Start(ctx, s.opts.Platform.CellConfig(t))
+	if err == nil {
+		c, err = s.waitHealthy(ctx, t.ID, c)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err() // shutting down: leave the state for the next control plane to retry
+	}
+	if err != nil {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		_ = s.driver.Stop(stopCtx, t.ID)
+		cancel()
+		return errors.Join(err, s.transition(ctx, t, failed, err.Error()))
+	}
+	t.Cell = c
+	live := *t
+	live.State = controlplane.StateLive
+	if err := s.publishRoutes(ctx, nil, &live); err != nil {
+		s.log.Error("publish routes", attrErr, err.Error())
+	}
+	if err := s.transition(ctx, t, controlplane.StateLive, fmt.Sprintf("cell healthy after %dms", time.Since(started).Milliseconds())); err != nil {
+		return err
+	}
+	return nil
+}
+
+// waitHealthy polls GET http://<address>/healthz every HealthInterval until it answers 200,
+// re-reading the address from the driver (a restarted cell may have moved), for at most
+// HealthTimeout. It returns the cell's facts with the current address and pid.
+func (s *Supervisor) waitHealthy(ctx context.Context, tenantID string, c controlplane.Cell) (controlplane.Cell, error) {
+	deadline := time.Now().Add(s.opts.HealthTimeout)
+	var last controlplane.CellStatus
+	for {
+		st, err := s.driver.Status(ctx, tenantID)
+		if err == nil {
+			last = st
+			if st.Address != "" {
+				c.Address, c.PID = st.Address, st.PID
+			}
+			if st.State == controlplane.CellRunning && s.healthy(ctx, st.Address) {
+				c.StartedAt = st.StartedAt
+				return c, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			msg := fmt.Sprintf("cell did not answer /healthz within %s", s.opts.HealthTimeout)
+			if last.LastExit != "" {
+				msg += fmt.Sprintf(" (last exit: %s, %d restarts)", last.LastExit, last.Restarts)
+			}
+			return c, errors.New(msg)
+		}
+		select {
+		case <-ctx.Done():
+			return c, ctx.Err()
+		case <-time.After(s.opts.HealthInterval):
+		}
+	}
+}
+
+// healthy reports whether GET http://addr/healthz answers 200.
+func (s *Supervisor) healthy(ctx context.Context, addr string) bool {
+	if addr == "" {
+		return false
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := s.health.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// keepLive starts the cell of a live tenant that has none (after a control-plane restart) and
+// records the driver's current facts (address, pid). It does not wait for health: the tenant
+// stays live and its route follows the cell.
+func (s *Supervisor) keepLive(ctx context.Context, t *controlplane.Tenant) error {
+	st, err := s.driver.Status(ctx, t.ID)
+	if err != nil {
+		return err
+	}
+	c := t.Cell
+	if st.State == controlplane.CellAbsent || st.State == controlplane.CellStopped {
+		s.log.Info("starting cell of live tenant", attrTenantID, t.ID, attrKey, t.Key)
+		if c, err = s.driver.Start(ctx, s.opts.Platform.CellConfig(t)); err != nil {
+			return err
+		}
+	} else {
+		c.Address, c.PID, c.StartedAt = st.Address, st.PID, st.StartedAt
+	}
+	if reflect.DeepEqual(c, t.Cell) {
+		return nil
+	}
+	t.Cell = c
+	return s.store.SaveTenant(ctx, t, nil)
+}
+
+// suspend: suspend-requested → suspended once the cell is stopped.
+func (s *Supervisor) suspend(ctx context.Context, t *controlplane.Tenant) error {
+	if err := s.driver.Stop(ctx, t.ID); err != nil {
+		return err
+	}
+	t.Cell.PID = 0
+	return s.transition(ctx, t, controlplane.StateSuspended, "cell stopped")
+}
+
+// awaitDeletion stops the cell of a deletion-pending tenant and, once DeleteAt has passed, moves
+// it to deleting.
+func (s *Supervisor) awaitDeletion(ctx context.Context, t *controlplane.Tenant) error {
+	if st, err := s.driver.Status(ctx, t.ID); err == nil && st.State != controlplane.CellAbsent && st.State != controlplane.CellStopped {
+		if err := s.driver.Stop(ctx, t.ID); err != nil {
+			return err
+		}
+	}
+	if t.DeleteAt != nil && time.Now().Before(*t.DeleteAt) {
+		return nil
+	}
+	return s.transition(ctx, t, controlplane.StateDeleting, "grace period over")
+}
+
+// teardown: deleting → deleted after removing the cell and the tenant's data, in order;
+// deletion-failed on error (retried later).
+func (s *Supervisor) teardown(ctx context.Context, t *controlplane.Tenant) error {
+	err := s.driver.Remove(ctx, t.ID)
+	for _, r := range s.opts.DataRemovers {
+		if err != nil {
+			break
+		}
+		err = r.RemoveTenantData(ctx, t)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		return errors.Join(err, s.transition(ctx, t, controlplane.StateDeletionFailed, err.Error()))
+	}
+	t.Cell.PID, t.Cell.Address = 0, ""
+	return s.transition(ctx, t, controlplane.StateDeleted, "cell and data removed")
+}
+
+// publishRoutes computes the route table from tenants (loaded when nil), with override replacing
+// the tenant of the same id, and hands it to OnRoutes if it differs from the last one published.
+func (s *Supervisor) publishRoutes(ctx context.Context, tenants []*controlplane.Tenant, override *controlplane.Tenant) error {
+	if s.opts.OnRoutes == nil {
+		return nil
+	}
+	s.routesMu.Lock()
+	defer s.routesMu.Unlock()
+	if tenants == nil || override != nil {
+		var err error
+		if tenants, err = s.store.Tenants(ctx, controlplane.TenantFilter{}); err != nil {
+			return err
+		}
+	}
+	routes := make([]traefik.Route, 0, len(tenants))
+	for _, t := range tenants {
+		if override != nil && t.ID == override.ID {
+			t = override
+		}
+		state := t.State.RouteState()
+		if state == "" {
+			continue
+		}
+		r := traefik.Route{TenantID: t.ID, Key: t.Key, Hosts: []string{s.opts.Platform.TenantHost(t.Key)}, State: state}
+		if state == controlplane.RouteLive {
+			addr := t.Cell.Address
+			if st, err := s.driver.Status(ctx, t.ID); err == nil && st.Address != "" {
+				addr = st.Address
+			}
+			if addr == "" {
+				continue
+			}
+			r.Backend = "http://" + addr
+		}
+		routes = append(routes, r)
+	}
+	slices.SortFunc(routes, func(a, b traefik.Route) int { return strings.Compare(a.Key, b.Key) })
+	if s.hasRoutes && reflect.DeepEqual(routes, s.published) {
+		return nil
+	}
+	if err := s.opts.OnRoutes(routes); err != nil {
+		return err
+	}
+	s.published, s.hasRoutes = routes, true
+	s.log.Info("routes published", "routes", len(routes))
+	return nil
+}
