@@ -5,9 +5,9 @@ package e2e
 
 import (
 	"bufio"
-	"flag"
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"

@@ -1,8 +1,17 @@
-// Package mongodb stores one tenant's cell data in MongoDB (official driver v2). Every document
-// carries `tenantId` and every filter built here starts with it, even though each cell has its
-// own database (DESIGN.md §4). It runs on real MongoDB and on embedded FerretDB v1, so every
-// "exactly one" rule is arbitrated by a unique index (an insert), never by a conditional update,
-// which FerretDB v1 does not perform atomically (DESIGN.md §5).
+// Package mongodb stores one tenant's cell data in MongoDB (official driver v2). It runs on real
+// MongoDB and on embedded FerretDB v1, and is shaped by what FerretDB v1 does well:
+//
+//   - Every "exactly one" rule is arbitrated by a unique index (an insert), never by a conditional
+//     update, which FerretDB v1 does not perform atomically (DESIGN.md §5).
+//   - FerretDB v1 (SQLite backend) pushes exactly one filter shape down to SQLite: `{_id: <string>}`
+//     (internal/backends/sqlite/collection.go, Query); every other filter scans and decodes the
+//     whole collection. So hot paths are point reads and writes by `_id`, and message ids are
+//     "<chatId>:<seq>" so a history page is a run of point reads.
+//
+// Tenant scoping (DESIGN.md §4): every document carries `tenantId`. Multi-document queries start
+// their filter with it (scoped). Point reads by `_id` check the `tenantId` of the document read
+// and refuse a foreign one (counted by ForeignReads, expected 0); point writes by `_id` only ever
+// name ids this tenant's store generated, in the tenant's own database.
 package mongodb
 
 import (
@@ -11,6 +20,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"atende/cell"
@@ -33,6 +44,8 @@ type Store struct {
 	sessions    *mongo.Collection
 	settings    *mongo.Collection
 	audit       *mongo.Collection
+
+	foreignReads atomic.Int64
 }
 
 // Open connects to uri and returns the store of tenantID in database dbName. It does not create
@@ -145,6 +158,23 @@ func (s *Store) findOne(ctx context.Context, c *mongo.Collection, out any, what 
 	return translate(c.FindOne(ctx, s.scoped(filter...)).Decode(out), what)
 }
 
+// get reads the document with _id id into out by a pushed-down point read, and refuses a document
+// of another tenant as not found.
+func (s *Store) get(ctx context.Context, c *mongo.Collection, id string, out any, what string) error {
+	raw, err := c.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
+	if err != nil {
+		return translate(err, what)
+	}
+	if tid, ok := raw.Lookup("tenantId").StringValueOK(); !ok || tid != s.tenantID {
+		s.foreignReads.Add(1)
+		return cell.Errorf(cell.ENotFound, "%s not found", what)
+	}
+	return translate(bson.Unmarshal(raw, out), what)
+}
+
+// ForeignReads returns how many point reads found a document of another tenant (expected 0).
+func (s *Store) ForeignReads() int64 { return s.foreignReads.Load() }
+
 func findAll[T any](ctx context.Context, s *Store, c *mongo.Collection, what string, filter ...bson.E) ([]T, error) {
 	cur, err := c.Find(ctx, s.scoped(filter...))
 	if err != nil {
@@ -158,7 +188,7 @@ func findAll[T any](ctx context.Context, s *Store, c *mongo.Collection, what str
 }
 
 func (s *Store) update(ctx context.Context, c *mongo.Collection, id string, upd bson.D, what string) error {
-	res, err := c.UpdateOne(ctx, s.scoped(bson.E{Key: "_id", Value: id}), upd)
+	res, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, upd)
 	if err != nil {
 		return translate(err, what)
 	}
@@ -186,7 +216,7 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (cell.User, error
 // User returns the user with id, or not_found.
 func (s *Store) User(ctx context.Context, id string) (cell.User, error) {
 	var u cell.User
-	err := s.findOne(ctx, s.users, &u, "user", bson.E{Key: "_id", Value: id})
+	err := s.get(ctx, s.users, id, &u, "user")
 	return u, err
 }
 
@@ -199,7 +229,10 @@ func (s *Store) ListUsers(ctx context.Context) ([]cell.User, error) {
 
 // DeleteUser removes the user with id, or returns not_found.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
-	res, err := s.users.DeleteOne(ctx, s.scoped(bson.E{Key: "_id", Value: id}))
+	if _, err := s.User(ctx, id); err != nil {
+		return err
+	}
+	res, err := s.users.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
 	if err != nil {
 		return translate(err, "user")
 	}
@@ -218,7 +251,7 @@ func (s *Store) CreateVisitor(ctx context.Context, v *cell.Visitor) error {
 // Visitor returns the visitor with id, or not_found.
 func (s *Store) Visitor(ctx context.Context, id string) (cell.Visitor, error) {
 	var v cell.Visitor
-	err := s.findOne(ctx, s.visitors, &v, "visitor", bson.E{Key: "_id", Value: id})
+	err := s.get(ctx, s.visitors, id, &v, "visitor")
 	return v, err
 }
 
@@ -239,7 +272,7 @@ func (s *Store) OpenChatOf(ctx context.Context, visitorID string) (cell.Chat, er
 // Chat returns the chat with id, or not_found.
 func (s *Store) Chat(ctx context.Context, id string) (cell.Chat, error) {
 	var c cell.Chat
-	err := s.findOne(ctx, s.chats, &c, "chat", bson.E{Key: "_id", Value: id})
+	err := s.get(ctx, s.chats, id, &c, "chat")
 	return c, err
 }
 
@@ -293,20 +326,26 @@ func (s *Store) Claim(ctx context.Context, id, holder string) (winner string, wo
 	var doc struct {
 		Holder string `bson:"holder"`
 	}
-	if err := s.findOne(ctx, s.claims, &doc, "claim", bson.E{Key: "_id", Value: id}); err != nil {
+	if err := s.get(ctx, s.claims, id, &doc, "claim"); err != nil {
 		return "", false, err
 	}
 	return doc.Holder, false, nil
 }
 
-// InsertMessage stores m. A duplicate seq or clientMsgId in the chat returns conflict and stores
-// nothing; the caller tells them apart with MessageByClientID.
+// MessageID returns the _id of the message with seq in chatID: "<chatId>:<seq, 12 digits>". The
+// unique _id makes seq arbitration an insert, and a history page a run of point reads.
+func MessageID(chatID string, seq int64) string { return fmt.Sprintf("%s:%012d", chatID, seq) }
+
+// InsertMessage stores m under MessageID(m.ChatID, m.Seq). A duplicate seq or clientMsgId in the
+// chat returns conflict and stores nothing; MessageByClientID tells them apart.
 func (s *Store) InsertMessage(ctx context.Context, m *cell.Message) error {
 	m.TenantID = s.tenantID
+	m.ID = MessageID(m.ChatID, m.Seq)
 	return s.insert(ctx, s.messages, m, "message")
 }
 
-// MessageByClientID returns the chat's message with clientMsgID, or not_found.
+// MessageByClientID returns the chat's message with clientMsgID, or not_found. It scans on
+// FerretDB v1 (no pushdown), so callers use it only after an insert conflict.
 func (s *Store) MessageByClientID(ctx context.Context, chatID, clientMsgID string) (cell.Message, error) {
 	var m cell.Message
 	err := s.findOne(ctx, s.messages, &m, "message",
@@ -314,19 +353,51 @@ func (s *Store) MessageByClientID(ctx context.Context, chatID, clientMsgID strin
 	return m, err
 }
 
-// HasMessageSeq reports whether the chat has a message with seq.
+// HasMessageSeq reports whether the chat has a message with seq (a point read).
 func (s *Store) HasMessageSeq(ctx context.Context, chatID string, seq int64) (bool, error) {
-	n, err := s.messages.CountDocuments(ctx, s.scoped(bson.E{Key: "chatId", Value: chatID}, bson.E{Key: "seq", Value: seq}))
-	return n > 0, translate(err, "message")
+	var m cell.Message
+	err := s.get(ctx, s.messages, MessageID(chatID, seq), &m, "message")
+	switch cell.ErrorCode(err) {
+	case "":
+		return true, nil
+	case cell.ENotFound:
+		return false, nil
+	default:
+		return false, err
+	}
 }
 
-// MessagesInRange returns the chat's messages with after < seq ≤ upTo, ordered by seq. Seqs are
-// gapless, so a range query replaces a sorted find (which FerretDB v1 runs as a full scan).
+// historyReaders bounds the concurrent point reads of one history page.
+const historyReaders = 8
+
+// MessagesInRange returns the chat's messages with after < seq ≤ upTo in seq order, by point reads
+// (seqs are gapless). It stops at the first missing seq, so the result is always a contiguous run
+// starting at after+1.
 func (s *Store) MessagesInRange(ctx context.Context, chatID string, after, upTo int64) ([]cell.Message, error) {
-	msgs, err := findAll[cell.Message](ctx, s, s.messages, "messages", bson.E{Key: "chatId", Value: chatID},
-		bson.E{Key: "seq", Value: bson.D{{Key: "$gt", Value: after}, {Key: "$lte", Value: upTo}}})
-	sort.Slice(msgs, func(i, j int) bool { return msgs[i].Seq < msgs[j].Seq })
-	return msgs, err
+	n := int(max(0, upTo-after))
+	msgs := make([]cell.Message, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, historyReaders)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = s.get(ctx, s.messages, MessageID(chatID, after+1+int64(i)), &msgs[i], "message")
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if cell.ErrorCode(err) == cell.ENotFound {
+			return msgs[:i], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return msgs, nil
 }
 
 // InsertAttachment stores a.
@@ -338,7 +409,7 @@ func (s *Store) InsertAttachment(ctx context.Context, a *cell.Attachment) error 
 // Attachment returns the attachment with id, or not_found.
 func (s *Store) Attachment(ctx context.Context, id string) (cell.Attachment, error) {
 	var a cell.Attachment
-	err := s.findOne(ctx, s.attachments, &a, "attachment", bson.E{Key: "_id", Value: id})
+	err := s.get(ctx, s.attachments, id, &a, "attachment")
 	return a, err
 }
 
@@ -351,7 +422,7 @@ func (s *Store) InsertSession(ctx context.Context, sess *cell.Session) error {
 // Session returns the session with id, or not_found.
 func (s *Store) Session(ctx context.Context, id string) (cell.Session, error) {
 	var sess cell.Session
-	err := s.findOne(ctx, s.sessions, &sess, "session", bson.E{Key: "_id", Value: id})
+	err := s.get(ctx, s.sessions, id, &sess, "session")
 	return sess, err
 }
 
