@@ -70,6 +70,7 @@ func (s *Service) OpenChat(ctx context.Context, p cell.Principal, message, clien
 		if chat, err = s.store.Chat(ctx, chat.ID); err != nil {
 			return cell.Chat{}, false, err
 		}
+		chat = s.withLast(chat)
 	}
 	if created {
 		s.publishChat("chat.queued", chat)
@@ -82,7 +83,8 @@ func (s *Service) Queue(ctx context.Context, p cell.Principal) ([]cell.Chat, err
 	if err := requireStaff(p); err != nil {
 		return nil, err
 	}
-	return s.store.ChatsByStatus(ctx, cell.ChatQueued)
+	chats, err := s.store.ChatsByStatus(ctx, cell.ChatQueued)
+	return s.withLastAll(chats), err
 }
 
 // ListChats returns the chats in status (staff only).
@@ -93,7 +95,8 @@ func (s *Service) ListChats(ctx context.Context, p cell.Principal, status cell.C
 	if !status.Valid() {
 		return nil, cell.Errorf(cell.EInvalid, "status must be queued, active or resolved")
 	}
-	return s.store.ChatsByStatus(ctx, status)
+	chats, err := s.store.ChatsByStatus(ctx, status)
+	return s.withLastAll(chats), err
 }
 
 // Chat returns the chat id if the caller may see it: staff see every chat of the tenant, a
@@ -103,6 +106,7 @@ func (s *Service) Chat(ctx context.Context, p cell.Principal, id string) (cell.C
 	if err != nil {
 		return cell.Chat{}, err
 	}
+	c = s.withLast(c)
 	if p.IsStaff() {
 		return c, nil
 	}
@@ -143,6 +147,7 @@ func (s *Service) Accept(ctx context.Context, p cell.Principal, id string) (cell
 	if c, err = s.store.Chat(ctx, id); err != nil {
 		return cell.Chat{}, err
 	}
+	c = s.withLast(c)
 	s.publishChat("chat.accepted", c)
 	return c, nil
 }
@@ -169,6 +174,7 @@ func (s *Service) Resolve(ctx context.Context, p cell.Principal, id string) (cel
 	if c, err = s.store.Chat(ctx, id); err != nil {
 		return cell.Chat{}, err
 	}
+	c = s.withLast(c)
 	s.publishChat("chat.resolved", c)
 	return c, nil
 }

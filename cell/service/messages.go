@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"atende/cell"
 	"atende/cell/realtime"
@@ -106,10 +107,7 @@ func (s *Service) append(ctx context.Context, chat cell.Chat, msg *cell.Message)
 		err = s.store.InsertMessage(ctx, msg)
 		if err == nil {
 			st.last = msg.Seq
-			if err := s.store.RecordLastMessage(ctx, chat.ID, msg.Seq, preview(msg)); err != nil {
-				// lastSeq is a hint: lastSeq() probes past it, so a missed update is repaired.
-				s.log.Warn("chat lastSeq not recorded", "chatId", chat.ID, "error", err)
-			}
+			s.noteLast(chat.ID, msg.Seq, preview(msg))
 			// Publishing never blocks (bounded outboxes), so holding the lock here is cheap.
 			_ = s.hub.Publish(realtime.ChatRoom(s.cfg.TenantID, chat.ID), MessageEvent{Type: "message", Message: *msg}, false, nil)
 			return false, nil
@@ -208,4 +206,74 @@ func (s *Service) History(ctx context.Context, p cell.Principal, chatID string, 
 		}
 	}
 	return History{Messages: msgs, Complete: upTo >= last, LastSeq: last}, nil
+}
+
+// lastNote is a chat's newest seq and preview waiting to be written to the chat document.
+type lastNote struct {
+	seq     int64
+	preview string
+}
+
+// FlushInterval is how often the chats' lastSeq and preview hints are written back.
+const FlushInterval = 100 * time.Millisecond
+
+// noteLast records a chat's newest message for the next flush. The chat document's lastSeq is a
+// hint (lastSeq() probes past it by point reads), so writing it once per interval instead of once
+// per message saves an update on every send without weakening anything.
+func (s *Service) noteLast(chatID string, seq int64, preview string) {
+	s.lastMu.Lock()
+	if prev, ok := s.last[chatID]; !ok || prev.seq < seq {
+		s.last[chatID] = lastNote{seq: seq, preview: preview}
+	}
+	s.lastMu.Unlock()
+}
+
+// withLast overlays the newest noted (not yet flushed) seq and preview on c.
+func (s *Service) withLast(c cell.Chat) cell.Chat {
+	s.lastMu.Lock()
+	n, ok := s.last[c.ID]
+	s.lastMu.Unlock()
+	if ok && n.seq > c.LastSeq {
+		c.LastSeq, c.Preview = n.seq, n.preview
+	}
+	return c
+}
+
+// withLastAll applies withLast to every chat of a list.
+func (s *Service) withLastAll(chats []cell.Chat) []cell.Chat {
+	for i := range chats {
+		chats[i] = s.withLast(chats[i])
+	}
+	return chats
+}
+
+// flushLast writes the noted lastSeq/preview hints; failures are logged and retried next time.
+func (s *Service) flushLast(ctx context.Context) {
+	s.lastMu.Lock()
+	batch := s.last
+	s.last = map[string]lastNote{}
+	s.lastMu.Unlock()
+	for chatID, n := range batch {
+		if err := s.store.RecordLastMessage(ctx, chatID, n.seq, n.preview); err != nil {
+			s.log.Warn("chat lastSeq not recorded", "chatId", chatID, "error", err)
+			s.noteLast(chatID, n.seq, n.preview)
+		}
+	}
+}
+
+// Run writes the chats' lastSeq hints every FlushInterval until ctx ends, then once more.
+func (s *Service) Run(ctx context.Context) {
+	t := time.NewTicker(FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.flushLast(ctx)
+		case <-ctx.Done():
+			flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			s.flushLast(flushCtx)
+			cancel()
+			return
+		}
+	}
 }

@@ -45,6 +45,8 @@ type Service struct {
 	now    func() time.Time
 	seqsMu sync.Mutex
 	seqs   map[string]*chatSeq
+	lastMu sync.Mutex
+	last   map[string]lastNote
 }
 
 // chatSeq serialises message appends of one chat within this process; the unique seq index
@@ -57,7 +59,7 @@ type chatSeq struct {
 
 // New returns the service of the cell configured by cfg.
 func New(cfg cell.Config, store *mongodb.Store, blob *s3blob.Blob, hub *realtime.Hub, authority *auth.Authority, log *slog.Logger) *Service {
-	return &Service{cfg: cfg, store: store, blob: blob, hub: hub, auth: authority, log: log, now: func() time.Time { return time.Now().UTC() }, seqs: map[string]*chatSeq{}}
+	return &Service{cfg: cfg, store: store, blob: blob, hub: hub, auth: authority, log: log, now: func() time.Time { return time.Now().UTC() }, seqs: map[string]*chatSeq{}, last: map[string]lastNote{}}
 }
 
 // Hub returns the realtime hub the service publishes to.

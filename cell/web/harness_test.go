@@ -126,8 +126,11 @@ func startCell(t *testing.T, mutate func(*cell.Config)) *testCell {
 	}
 	srv := web.New(cfg, svc, log)
 	go srv.Listen(addr)
+	runCtx, stopRun := context.WithCancel(context.Background())
+	go svc.Run(runCtx)
 	t.Cleanup(func() {
 		srv.Shutdown(2 * time.Second)
+		stopRun()
 		store.Close(context.Background())
 	})
 	tc := &testCell{t: t, cfg: cfg, base: "http://" + addr, authority: authority, cpKey: cpKey}

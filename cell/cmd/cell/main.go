@@ -63,6 +63,10 @@ func run() error {
 	if err := svc.Bootstrap(ctx, cfg.BootstrapUsers); err != nil {
 		return fmt.Errorf("bootstrap users: %w", err)
 	}
+	flushed := make(chan struct{})
+	runCtx, stopRun := context.WithCancel(context.Background())
+	go func() { svc.Run(runCtx); close(flushed) }()
+	defer func() { stopRun(); <-flushed }()
 	srv := web.New(cfg, svc, log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Listen(cfg.ListenAddr) }()
