@@ -102,7 +102,7 @@ func (s *Server) routes() {
 	a.Use(cors.New(cors.Config{
 		AllowOriginsFunc: func(origin string) bool { return slices.Contains(s.origins, origin) },
 		AllowMethods:     "GET,POST,PUT,DELETE,OPTIONS",
-		AllowHeaders:     "Authorization,Content-Type",
+		AllowHeaders:     "Authorization,Content-Type,Accept",
 		MaxAge:           600,
 	}))
 	s.pageRoutes()
