@@ -8,9 +8,11 @@
 // "console.html" (agent console, /console), "admin.html" (tenant-admin page, /admin) and
 // "widget-demo.html" (a fake tenant web site that embeds the widget, /widget-demo).
 //
-// Static files (see Static): "widget.js" (served at /widget.js), and "app.css", "auth.js",
-// "console.js", "admin.js" (served under /static/). The pages reference them as /static/<name> and
-// /widget.js, so a server must mount Static() at both places.
+// Static files (see Static): "app.css", "auth.js", "chat-core.js", "console.js" and "admin.js",
+// served under /static/, where the pages reference them as /static/<name>. "chat-core.js" is the
+// logic the console and the widget share (socket, outbox of messages being sent, message view); the
+// visitor widget is "chat-core.js" and "widget.js" joined into one script (see WidgetScript), which a
+// server must serve at /widget.js, the address tenants embed.
 package templates
 
 import (
@@ -135,17 +137,56 @@ func Render(w io.Writer, name string, data Data) error {
 	return err
 }
 
-// Static returns the embedded static files, rooted so that "widget.js", "console.js",
-// "admin.js", "auth.js" and "app.css" are at the top level. Serve it at /static/ (the pages load
-// /static/app.css, /static/auth.js, /static/console.js and /static/admin.js) and serve its
-// "widget.js" at /widget.js (what tenants embed). The JavaScript files must be served with
-// Content-Type "text/javascript; charset=utf-8" (http.FileServerFS does so by extension).
+// Static returns the embedded static files, rooted so that "app.css", "auth.js", "chat-core.js",
+// "console.js", "admin.js" and "widget.js" are at the top level. Serve it at /static/ (the pages
+// load /static/app.css, /static/auth.js, /static/chat-core.js, /static/console.js and
+// /static/admin.js). Its "widget.js" is only the widget's half of /widget.js and does not run on its
+// own: serve WidgetScript at /widget.js. The JavaScript files must be served with Content-Type
+// "text/javascript; charset=utf-8" (http.FileServerFS does so by extension).
 func Static() fs.FS {
 	sub, err := fs.Sub(staticFiles, "static")
 	if err != nil {
 		panic(err) // "static" is a fixed, embedded directory; this cannot fail.
 	}
 	return sub
+}
+
+// widgetScript is what WidgetScript returns, joined once at package initialisation.
+var widgetScript = mustJoinWidgetScript()
+
+// widgetScriptHead and widgetScriptTail wrap the joined widget script: one function expression,
+// called at once, so that every top-level declaration of the joined files stays local to it.
+const (
+	widgetScriptHead = "/* Atende visitor widget: chat-core.js and widget.js, joined by the server. */\n(function () {\n"
+	widgetScriptTail = "})();\n"
+)
+
+func mustJoinWidgetScript() []byte {
+	var b bytes.Buffer
+	b.WriteString(widgetScriptHead)
+	for _, name := range []string{"static/chat-core.js", "static/widget.js"} {
+		src, err := staticFiles.ReadFile(name)
+		if err != nil {
+			panic(err) // both files are embedded; this cannot fail.
+		}
+		b.Write(src)
+		if !bytes.HasSuffix(src, []byte("\n")) {
+			b.WriteByte('\n')
+		}
+	}
+	b.WriteString(widgetScriptTail)
+	return b.Bytes()
+}
+
+// WidgetScript returns the visitor widget's JavaScript, the single script tenants embed from
+// /widget.js. It is "chat-core.js" followed by "widget.js", the two wrapped in one function
+// expression that is called at once. The chat core's only declaration, AtendeCore, is therefore a
+// local of that function, and widget.js receives it as an argument: on the host page the widget
+// defines no global but window.AtendeWidget. The script is joined once, at package initialisation,
+// from the embedded files, and every call returns the same slice, which callers must not modify.
+// Serve it with Content-Type "text/javascript; charset=utf-8".
+func WidgetScript() []byte {
+	return widgetScript
 }
 
 // Handler returns a net/http handler that answers every request with the page called name

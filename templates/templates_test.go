@@ -2,12 +2,15 @@ package templates
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -86,14 +89,16 @@ func TestRenderPageContent(t *testing.T) {
 			`data-testid="queue"`, `data-testid="my-chats"`, `data-testid="chat-messages"`,
 			`data-testid="chat-input"`, `data-testid="chat-send"`, `data-testid="chat-file"`,
 			`data-testid="resolve"`, `data-testid="agent-status"`,
-			`<script src="/static/auth.js" defer></script>`, `<script src="/static/console.js" defer></script>`,
+			`<script src="/static/auth.js" defer></script>` + "\n" + `<script src="/static/chat-core.js" defer></script>` +
+				"\n" + `<script src="/static/console.js" defer></script>`,
 		}},
 		{"admin.html", []string{
 			`data-testid="login-email"`, `data-testid="login-password"`, `data-testid="login-submit"`,
 			`data-testid="agents"`, `data-testid="agent-email"`, `data-testid="agent-name"`,
 			`data-testid="agent-add"`, `data-testid="agent-password-shown"`,
 			`&lt;script src="http://acme.localhost:8080/widget.js" defer&gt;&lt;/script&gt;`,
-			`<script src="/static/admin.js" defer></script>`,
+			`<script src="/static/auth.js" defer></script>` + "\n" + `<script src="/static/chat-core.js" defer></script>` +
+				"\n" + `<script src="/static/admin.js" defer></script>`,
 		}},
 		{"widget-demo.html", []string{`<script src="/widget.js" defer></script>`}},
 	}
@@ -183,6 +188,7 @@ func TestStatic(t *testing.T) {
 		want string
 	}{
 		{"widget.js", "attachShadow({ mode: 'open' })"},
+		{"chat-core.js", "/api/ws-ticket"},
 		{"console.js", "/api/chat/queue"},
 		{"admin.js", "/api/agents"},
 		{"auth.js", "/api/auth/refresh"},
@@ -258,5 +264,141 @@ func TestHandler(t *testing.T) {
 				t.Errorf("body does not contain %q", tt.wantBody)
 			}
 		})
+	}
+}
+
+// TestWidgetScript checks the joined /widget.js: the chat core and the widget, in that order, inside
+// one function, so that the core's declaration stays local and only AtendeWidget reaches the page.
+func TestWidgetScript(t *testing.T) {
+	out := WidgetScript()
+	core, err := fs.ReadFile(Static(), "chat-core.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	widget, err := fs.ReadFile(Static(), "widget.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(out, []byte(widgetScriptHead)) || !bytes.HasSuffix(out, []byte(widgetScriptTail)) {
+		t.Fatalf("WidgetScript is not wrapped in one function:\n%.200s\n...\n%s", out, out[max(0, len(out)-200):])
+	}
+	ci, wi := bytes.Index(out, core), bytes.Index(out, widget)
+	if ci != len(widgetScriptHead) || wi < ci+len(core) {
+		t.Errorf("WidgetScript does not hold chat-core.js (at %d) followed by widget.js (at %d)", ci, wi)
+	}
+	if len(out) != len(widgetScriptHead)+len(core)+len(widget)+len(widgetScriptTail) {
+		t.Errorf("WidgetScript has %d bytes, want the two files and the wrapper only", len(out))
+	}
+	// The core declares AtendeCore once, at its own top level; the widget takes it as an argument
+	// and neither file publishes it on window.
+	if n := bytes.Count(core, []byte("var AtendeCore =")); n != 1 || !bytes.HasPrefix(core[bytes.Index(core, []byte("var AtendeCore ="))-1:], []byte("\nvar")) {
+		t.Errorf("chat-core.js declares AtendeCore %d times, want once at its top level", n)
+	}
+	if !bytes.Contains(widget, []byte("(function (Core) {")) || !bytes.HasSuffix(bytes.TrimSpace(widget), []byte("})(AtendeCore);")) {
+		t.Error("widget.js is not a function of the chat core")
+	}
+	for _, leak := range []string{"window.AtendeCore =", "globalThis.AtendeCore", "window['AtendeCore']"} {
+		if bytes.Contains(out, []byte(leak)) {
+			t.Errorf("WidgetScript publishes the core: %s", leak)
+		}
+	}
+	if &WidgetScript()[0] != &out[0] {
+		t.Error("WidgetScript is joined again on every call")
+	}
+}
+
+// TestWidgetScriptRuns parses every script with node and runs the joined widget, and chat-core.js
+// alone, against a stub page: the widget may add only AtendeWidget to the page's globals, the
+// console's copy of the core only AtendeCore. It is skipped when node is not installed.
+func TestWidgetScriptRuns(t *testing.T) {
+	nodeBin, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed")
+	}
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	scripts := []string{write("widget.js", WidgetScript())}
+	entries, err := fs.ReadDir(Static(), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".js") {
+			b, err := fs.ReadFile(Static(), e.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			scripts = append(scripts, write("static-"+e.Name(), b))
+		}
+	}
+	for _, p := range scripts {
+		if out, err := exec.Command(nodeBin, "--check", p).CombinedOutput(); err != nil {
+			t.Errorf("node --check %s: %v\n%s", filepath.Base(p), err, out)
+		}
+	}
+	// The stub page is a vm context whose top-level declarations show up as its own properties.
+	const probe = `
+const vm = require('vm'), fs = require('fs');
+const [file, runs] = [process.argv[1], Number(process.argv[2])];
+const listeners = [];
+const page = {
+  document: {
+    currentScript: { src: 'https://acme.example.com/widget.js', getAttribute: () => null },
+    body: null,
+    addEventListener: (type) => listeners.push(type),
+    getElementsByTagName: () => []
+  },
+  location: { href: 'https://shop.example.org/page', origin: 'https://shop.example.org' },
+  URL: URL
+};
+page.window = page;
+const before = new Set(Object.getOwnPropertyNames(page));
+vm.createContext(page);
+for (let i = 0; i < runs; i++) { vm.runInContext(fs.readFileSync(file, 'utf8'), page, { filename: file }); }
+const core = page.AtendeCore;
+console.log(JSON.stringify({
+  added: Object.getOwnPropertyNames(page).filter((k) => !before.has(k)).sort(),
+  apiBase: page.AtendeWidget ? page.AtendeWidget.apiBase : null,
+  listeners: listeners,
+  coreApi: core ? Object.keys(core).filter((k) => typeof core[k] === 'function').length : 0
+}));
+`
+	run := func(file string, runs int) (r struct {
+		Added     []string
+		APIBase   string
+		Listeners []string
+		CoreAPI   int
+	}) {
+		t.Helper()
+		out, err := exec.Command(nodeBin, "-e", probe, file, strconv.Itoa(runs)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("running %s in node: %v\n%s", filepath.Base(file), err, out)
+		}
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("probe output %q: %v", out, err)
+		}
+		return r
+	}
+
+	w := run(scripts[0], 2) // loaded twice: the second copy must step aside quietly
+	if strings.Join(w.Added, ",") != "AtendeWidget" {
+		t.Errorf("the widget adds the globals %v, want only AtendeWidget", w.Added)
+	}
+	if w.APIBase != "https://acme.example.com" {
+		t.Errorf("AtendeWidget.apiBase = %q, want the script's origin https://acme.example.com", w.APIBase)
+	}
+	if strings.Join(w.Listeners, ",") != "DOMContentLoaded" {
+		t.Errorf("with no body yet the widget listens for %v, want DOMContentLoaded once", w.Listeners)
+	}
+
+	c := run(filepath.Join(dir, "static-chat-core.js"), 1)
+	if strings.Join(c.Added, ",") != "AtendeCore" || c.CoreAPI < 10 {
+		t.Errorf("chat-core.js adds the globals %v with %d functions, want AtendeCore with its API", c.Added, c.CoreAPI)
 	}
 }

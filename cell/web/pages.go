@@ -12,8 +12,9 @@ import (
 	"github.com/gofiber/fiber/v2"
 )
 
-// pageRoutes serves the console, widget demo and admin pages, the widget script and the static
-// files, all from the templates package.
+// pageRoutes serves the console, widget demo and admin pages, the widget script (the chat core and
+// the widget joined into one file, templates.WidgetScript) and the static files, all from the
+// templates package.
 func (s *Server) pageRoutes() {
 	data := templates.Data{TenantID: s.cfg.TenantID, TenantKey: s.cfg.TenantKey, TenantName: s.svc.PublicSettings().Name, PublicURL: s.cfg.PublicURL}
 	page := func(name, title string) fiber.Handler {
@@ -33,23 +34,26 @@ func (s *Server) pageRoutes() {
 	s.app.Get("/console", page("console.html", "Console"))
 	s.app.Get("/widget-demo", page("widget-demo.html", "Widget demo"))
 	s.app.Get("/admin", page("admin.html", "Admin"))
-	static := templates.Static()
-	serve := func(name string) fiber.Handler {
-		return func(c *fiber.Ctx) error {
-			b, err := fs.ReadFile(static, name)
-			if err != nil {
-				return cell.Errorf(cell.ENotFound, "no such file")
-			}
-			ct := mime.TypeByExtension(path.Ext(name))
-			if ct == "" {
-				ct = fiber.MIMEOctetStream
-			}
-			c.Set(fiber.HeaderContentType, ct)
-			c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
-			c.Set(fiber.HeaderCacheControl, "no-cache")
-			return c.Send(b)
-		}
+	// send answers with b as a file of content type ct that browsers revalidate before each use.
+	send := func(c *fiber.Ctx, ct string, b []byte) error {
+		c.Set(fiber.HeaderContentType, ct)
+		c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+		c.Set(fiber.HeaderCacheControl, "no-cache")
+		return c.Send(b)
 	}
-	s.app.Get("/widget.js", serve("widget.js"))
-	s.app.Get("/static/:file", func(c *fiber.Ctx) error { return serve(path.Base(c.Params("file")))(c) })
+	widget := templates.WidgetScript()
+	s.app.Get("/widget.js", func(c *fiber.Ctx) error { return send(c, "text/javascript; charset=utf-8", widget) })
+	static := templates.Static()
+	s.app.Get("/static/:file", func(c *fiber.Ctx) error {
+		name := path.Base(c.Params("file"))
+		b, err := fs.ReadFile(static, name)
+		if err != nil {
+			return cell.Errorf(cell.ENotFound, "no such file")
+		}
+		ct := mime.TypeByExtension(path.Ext(name))
+		if ct == "" {
+			ct = fiber.MIMEOctetStream
+		}
+		return send(c, ct, b)
+	})
 }

@@ -1,16 +1,20 @@
 /*
  * Atende tenant-admin page (/admin): list agents (GET /api/agents), add one (POST /api/agents;
  * a generated password is shown once) and remove one (DELETE /api/agents/{id}, click twice to
- * confirm). Same origin as the cell API; the session comes from window.AtendeAuth (auth.js).
+ * confirm). Same origin as the cell API; the session comes from window.AtendeAuth (auth.js) and
+ * the DOM helpers from window.AtendeCore (chat-core.js).
  * Every server-provided value reaches the DOM through textContent.
  */
 (function () {
   'use strict';
 
   var Auth = window.AtendeAuth;
+  var Core = window.AtendeCore;
+  var node = Core.node;
   var CONFIRM_MS = 4000;
+  var NOTICE_MS = 6000;
 
-  function $(id) { return document.getElementById(id); }
+  var $ = Core.byId;
   var ui = {
     consoleLink: $('console-link'),
     notice: $('notice'),
@@ -34,28 +38,11 @@
   var me = null;
   var agents = [];
 
-  function node(tag, className, text) {
-    var e = document.createElement(tag);
-    if (className) { e.className = className; }
-    if (text !== undefined && text !== null) { e.textContent = String(text); }
-    return e;
-  }
-
-  var noticeTimer = null;
-  function notice(text) {
-    clearTimeout(noticeTimer);
-    ui.notice.textContent = text || '';
-    ui.notice.hidden = !text;
-    if (text) { noticeTimer = setTimeout(function () { ui.notice.hidden = true; }, 6000); }
-  }
+  var notice = Core.notifier(ui.notice, NOTICE_MS);
 
   function formError(text) {
     ui.error.textContent = text || '';
     ui.error.hidden = !text;
-  }
-
-  function isAdmin(user) {
-    return (user && user.roles || []).some(function (r) { return r === 'tenant-admin' || r === 'super-admin'; });
   }
 
   function render() {
@@ -173,7 +160,7 @@
 
   Auth.start({
     allow: function (user) {
-      return isAdmin(user) ? '' : 'This account is not a tenant admin. Agents use the console.';
+      return Auth.isAdmin(user) ? '' : 'This account is not a tenant admin. Agents use the console.';
     },
     onLogin: function (user) {
       me = user;

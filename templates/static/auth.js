@@ -5,7 +5,8 @@
  * refreshes the access token with POST /api/auth/refresh shortly before it expires and once on a
  * 401, and exposes window.AtendeAuth:
  *   AtendeAuth.api(method, path, body?)  -> Promise<json|null>, rejects with AtendeAuth.ApiError
- *   AtendeAuth.user(), AtendeAuth.logout(), AtendeAuth.start({onLogin, onLogout, allow})
+ *   AtendeAuth.user(), AtendeAuth.logout(), AtendeAuth.start({onLogin, onLogout, allow}),
+ *   AtendeAuth.isAdmin(user)
  * Refreshes are single-flight: refresh tokens rotate and re-using an old one revokes the session.
  */
 (function () {
@@ -307,6 +308,11 @@
 
   function onSessionEnd(fn) { endHandlers.push(fn); }
 
+  /** isAdmin tells whether user may use the tenant-admin page (a tenant or platform admin). */
+  function isAdmin(user) {
+    return (user && user.roles || []).some(function (r) { return r === 'tenant-admin' || r === 'super-admin'; });
+  }
+
   window.AtendeAuth = {
     ApiError: ApiError,
     api: api,
@@ -315,6 +321,7 @@
     refresh: refresh,
     start: start,
     onSessionEnd: onSessionEnd,
+    isAdmin: isAdmin,
     user: function () { return session ? session.user : null; },
     token: function () { return session ? session.accessToken : ''; }
   };

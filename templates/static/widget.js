@@ -7,17 +7,18 @@
  * Everything lives in an open shadow root (window.AtendeWidget.root) so the host page's CSS cannot
  * reach it. The visitor's token, id and open chat are kept in localStorage, keyed by API base.
  * Message text is untrusted: it only ever reaches the DOM through textContent.
+ *
+ * This file is not served on its own: it is a function of the chat core (chat-core.js, shared with
+ * the console), and /widget.js is chat-core.js and this file joined inside one more function
+ * (templates.WidgetScript), so the only global the widget sets on the host page is AtendeWidget.
  */
-(function () {
+(function (Core) {
   'use strict';
 
   if (window.AtendeWidget) { return; } // loaded twice
 
-  var ACK_TIMEOUT_MS = 5000;
-  var PING_INTERVAL_MS = 20000;
-  var PONG_TIMEOUT_MS = 10000;
-  var TYPING_IDLE_MS = 3000;
-  var TYPING_SHOW_MS = 8000;
+  var node = Core.node;
+  var testid = Core.testid;
 
   var script = document.currentScript || findScript();
   var apiBase = computeBase(script);
@@ -44,42 +45,6 @@
       }
     } catch (e) { /* fall through */ }
     return location.origin;
-  }
-
-  // ---------------------------------------------------------------- helpers
-
-  function uuid() {
-    if (window.crypto && typeof window.crypto.randomUUID === 'function') {
-      return window.crypto.randomUUID();
-    }
-    var b = new Uint8Array(16);
-    window.crypto.getRandomValues(b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    var h = Array.prototype.map.call(b, function (x) { return (x + 0x100).toString(16).slice(1); }).join('');
-    return h.slice(0, 8) + '-' + h.slice(8, 12) + '-' + h.slice(12, 16) + '-' + h.slice(16, 20) + '-' + h.slice(20);
-  }
-
-  function node(tag, className, text) {
-    var e = document.createElement(tag);
-    if (className) { e.className = className; }
-    if (text !== undefined && text !== null) { e.textContent = String(text); }
-    return e;
-  }
-
-  function testid(e, id) { e.setAttribute('data-testid', id); return e; }
-
-  function timeOf(iso) {
-    var d = iso ? new Date(iso) : new Date();
-    if (isNaN(d.getTime())) { return ''; }
-    return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-  }
-
-  function humanSize(n) {
-    n = Number(n) || 0;
-    if (n < 1024) { return n + ' B'; }
-    if (n < 1024 * 1024) { return (n / 1024).toFixed(1) + ' KB'; }
-    return (n / 1024 / 1024).toFixed(1) + ' MB';
   }
 
   // ---------------------------------------------------------------- storage and API
@@ -155,155 +120,6 @@
   function dropSession() {
     store = {};
     saveStore();
-  }
-
-  // ---------------------------------------------------------------- realtime socket
-
-  /*
-   * createSocket keeps one WebSocket alive: a fresh ticket per attempt, exponential backoff with
-   * jitter (0.25 s .. 30 s), ping every 20 s and a reconnect when no pong comes back in 10 s.
-   * request() sends a frame with a fresh ref and resolves with the reply carrying that ref.
-   */
-  function createSocket(opts) {
-    var ws = null;
-    var stopped = true;
-    var attempt = 0;
-    var generation = 0;
-    var retryTimer = null;
-    var pingTimer = null;
-    var pongTimer = null;
-    var refSeq = 0;
-    var waiters = new Map();
-
-    function nextRef() { refSeq += 1; return 'w' + refSeq; }
-
-    function failWaiters(why) {
-      waiters.forEach(function (w) { clearTimeout(w.timer); w.reject(new Error(why)); });
-      waiters.clear();
-    }
-
-    function scheduleRetry() {
-      if (stopped || retryTimer) { return; }
-      var base = Math.min(30000, 500 * Math.pow(2, attempt));
-      attempt += 1;
-      retryTimer = setTimeout(function () { retryTimer = null; connect(); }, Math.round(base * (0.5 + Math.random() / 2)));
-    }
-
-    function stopPing() {
-      clearInterval(pingTimer);
-      clearTimeout(pongTimer);
-      pingTimer = null;
-      pongTimer = null;
-    }
-
-    function drop(sock) {
-      if (ws !== sock) { return; }
-      ws = null;
-      stopPing();
-      failWaiters('socket closed');
-      try { sock.close(); } catch (e) { /* already closed */ }
-      opts.onStatus('offline');
-      scheduleRetry();
-    }
-
-    async function connect() {
-      if (stopped || ws) { return; }
-      var ticket;
-      try {
-        ticket = await opts.getTicket();
-      } catch (e) {
-        if (e && e.status === 401) { opts.onUnauthorized(); return; }
-        scheduleRetry();
-        return;
-      }
-      if (stopped || ws) { return; }
-      var sock;
-      try { sock = new WebSocket(opts.url(ticket)); } catch (e) { scheduleRetry(); return; }
-      ws = sock;
-      generation += 1;
-      sock.onopen = function () {
-        if (ws !== sock) { return; }
-        attempt = 0;
-        opts.onStatus('online');
-        pingTimer = setInterval(function () {
-          if (ws !== sock || pongTimer) { return; }
-          send({ type: 'ping' });
-          pongTimer = setTimeout(function () { drop(sock); }, PONG_TIMEOUT_MS);
-        }, PING_INTERVAL_MS);
-        opts.onOpen();
-      };
-      sock.onmessage = function (ev) {
-        if (ws !== sock) { return; }
-        var f;
-        try { f = JSON.parse(ev.data); } catch (e) { return; }
-        if (!f || typeof f !== 'object') { return; }
-        if (f.type === 'pong') { clearTimeout(pongTimer); pongTimer = null; return; }
-        if (f.ref && waiters.has(f.ref) && f.type !== 'message') {
-          var w = waiters.get(f.ref);
-          waiters.delete(f.ref);
-          clearTimeout(w.timer);
-          if (f.type === 'error') {
-            var err = new Error(f.message || 'error');
-            err.code = f.code;
-            w.reject(err);
-          } else {
-            w.resolve(f);
-          }
-        }
-        opts.onFrame(f);
-      };
-      sock.onclose = function () { drop(sock); };
-      sock.onerror = function () { /* onclose follows */ };
-    }
-
-    function send(frame) {
-      if (!ws || ws.readyState !== 1) { return false; }
-      try { ws.send(JSON.stringify(frame)); return true; } catch (e) { return false; }
-    }
-
-    function request(frame, timeoutMs) {
-      return new Promise(function (resolve, reject) {
-        frame.ref = nextRef();
-        if (!send(frame)) { reject(new Error('offline')); return; }
-        var sock = ws;
-        var timer = setTimeout(function () {
-          waiters.delete(frame.ref);
-          reject(new Error('timeout'));
-          drop(sock);
-        }, timeoutMs || 15000);
-        waiters.set(frame.ref, { resolve: resolve, reject: reject, timer: timer });
-      });
-    }
-
-    window.addEventListener('online', function () {
-      if (!stopped && !ws) {
-        clearTimeout(retryTimer);
-        retryTimer = null;
-        attempt = 0;
-        connect();
-      }
-    });
-
-    return {
-      start: function () { if (stopped) { stopped = false; attempt = 0; connect(); } },
-      stop: function () {
-        stopped = true;
-        clearTimeout(retryTimer);
-        retryTimer = null;
-        var sock = ws;
-        ws = null;
-        stopPing();
-        failWaiters('stopped');
-        if (sock) { try { sock.close(); } catch (e) { /* ignore */ } }
-      },
-      reconnect: function (gen) { if (ws && (gen === undefined || gen === generation)) { drop(ws); } },
-      send: send,
-      request: request,
-      nextRef: nextRef,
-      isOpen: function () { return !!ws && ws.readyState === 1; },
-      isStarted: function () { return !stopped; },
-      generation: function () { return generation; }
-    };
   }
 
   // ---------------------------------------------------------------- DOM
@@ -498,24 +314,20 @@
   var phase = 'idle'; // idle | starting | queued | active | resolved
   var chat = null;
   var agentName = '';
-  var messages = new Map(); // seq -> message
-  var maxSeq = 0;
-  var lastRead = 0;
-  var pending = new Map(); // clientMsgId -> pending send
+  var log = Core.newLog(); // the current chat's messages
   var joinedGen = -1;
   var isOpen = false;
   var unread = 0;
-  var typingOut = { on: false, timer: null };
-  var typingInTimer = null;
-  var readTimer = null;
   var retryStart = null; // {body, clientMsgId} of a first message whose chat could not be started
+  // Made by init, once the DOM exists: the socket, the outbox of messages being sent, the message
+  // view, the typing notifications, the read reporter and the frame handlers (see AtendeCore).
   var sock = null;
-
-  function contiguousSeq() {
-    var n = 0;
-    while (messages.has(n + 1)) { n += 1; }
-    return n;
-  }
+  var outbox = null;
+  var view = null;
+  var typingOut = null;
+  var typingIn = null;
+  var scheduleRead = null;
+  var frames = null;
 
   function showError(text) {
     ui.error.textContent = text || '';
@@ -547,7 +359,7 @@
   function setPhase(p) {
     if (p !== phase) {
       phase = p;
-      if (p === 'resolved' || p === 'idle') { stopTyping(); hideTyping(); }
+      if (p === 'resolved' || p === 'idle') { stopTyping(); typingIn.hide(); }
     }
     render();
   }
@@ -567,7 +379,7 @@
     if (chat.status === 'resolved') {
       if (store.chatId === chat.id) { delete store.chatId; saveStore(); }
       sock.stop();
-      pending.forEach(function (p) { failPending(p, 'The chat has ended'); });
+      outbox.forEach(function (p) { outbox.fail(p, 'The chat has ended'); });
       setPhase('resolved');
       return;
     }
@@ -578,82 +390,23 @@
   // ---------------------------------------------------------------- messages
 
   function addMessage(m) {
-    if (!m || typeof m.seq !== 'number' || m.seq < 1) { return; }
-    if (chat && m.chatId && m.chatId !== chat.id) { return; }
-    var had = messages.get(m.seq);
-    if (had && !had.synthetic) { return; }
-    messages.set(m.seq, m);
-    if (m.seq > maxSeq) { maxSeq = m.seq; }
-    if (m.clientMsgId && pending.has(m.clientMsgId)) { settle(pending.get(m.clientMsgId), null); }
+    if (!m || (chat && m.chatId && m.chatId !== chat.id)) { return; }
+    var how = Core.storeMessage(log, m);
+    if (!how) { return; }
+    var had = how === 'replaced';
+    outbox.seen(m);
     if (m.from && m.from.role === 'agent') {
-      hideTyping();
+      typingIn.hide();
       if (m.from.name && (!agentName || (chat && chat.agentId && m.from.id === chat.agentId))) {
         agentName = m.from.name;
       }
-      if (!had && m.seq > lastRead && (!isOpen || document.visibilityState !== 'visible')) {
+      if (!had && m.seq > log.lastRead && (!isOpen || document.visibilityState !== 'visible')) {
         unread += 1;
       }
     }
-    place(m, !!had);
+    view.place(m, had, m.from && m.from.role === 'visitor');
     render();
     scheduleRead();
-  }
-
-  function messageEl(m) {
-    var mine = m.from && m.from.role === 'visitor';
-    var d = testid(node('div', 'aw-msg ' + (mine ? 'aw-msg-mine' : 'aw-msg-theirs')), 'message');
-    d.setAttribute('data-seq', String(m.seq));
-    d.setAttribute('data-role', (m.from && m.from.role) || '');
-    var who = mine ? 'You' : ((m.from && m.from.name) || 'Agent');
-    d.appendChild(node('div', 'aw-meta', who + ' · ' + timeOf(m.createdAt)));
-    d.appendChild(testid(node('div', 'aw-body', m.body || ''), 'message-body'));
-    if (m.attachment) { d.appendChild(attachmentEl(m.attachment)); }
-    return d;
-  }
-
-  function nearBottom() {
-    return ui.messages.scrollHeight - ui.messages.scrollTop - ui.messages.clientHeight < 80;
-  }
-
-  function place(m, replace) {
-    var stick = nearBottom() || (m.from && m.from.role === 'visitor');
-    var el = messageEl(m);
-    var kids = ui.messages.children;
-    if (replace) {
-      for (var j = 0; j < kids.length; j += 1) {
-        if (kids[j].getAttribute('data-seq') === String(m.seq)) {
-          ui.messages.replaceChild(el, kids[j]);
-          return;
-        }
-      }
-    }
-    var before = null;
-    for (var i = 0; i < kids.length; i += 1) {
-      var s = kids[i].getAttribute('data-seq');
-      if (s === null || Number(s) > m.seq) { before = kids[i]; break; }
-    }
-    ui.messages.insertBefore(el, before);
-    if (stick) { ui.messages.scrollTop = ui.messages.scrollHeight; }
-  }
-
-  function attachmentEl(att) {
-    var wrap = node('div', 'aw-att');
-    var btn = testid(node('button', '', 'Attachment: ' + (att.filename || 'attachment') + ' (' + humanSize(att.size) + ')'), 'attachment');
-    btn.type = 'button';
-    btn.setAttribute('data-attachment-id', att.id);
-    btn.addEventListener('click', function () { openAttachment(att); });
-    wrap.appendChild(btn);
-    if (/^image\//.test(att.contentType || '')) {
-      attachmentURL(att.id).then(function (url) {
-        var img = document.createElement('img');
-        img.alt = att.filename || 'image';
-        img.src = url;
-        testid(img, 'attachment-thumbnail');
-        img.addEventListener('click', function () { openAttachment(att); });
-        wrap.appendChild(img);
-      }, function () { /* the button still works */ });
-    }
-    return wrap;
   }
 
   async function attachmentURL(id) {
@@ -663,129 +416,17 @@
     return url;
   }
 
-  async function openAttachment(att) {
-    var win = window.open('', '_blank');
-    try {
-      var url = await attachmentURL(att.id);
-      if (win) {
-        win.opener = null;
-        win.location.href = url;
-      } else {
-        var a = document.createElement('a');
-        a.href = url;
-        a.target = '_blank';
-        a.rel = 'noopener noreferrer';
-        a.click();
-      }
-    } catch (err) {
-      if (win) { win.close(); }
-      showError('Could not open the file: ' + err.message);
-    }
-  }
-
   // ---------------------------------------------------------------- sending
 
+  /* newPending records a message to send in the current chat (if any yet) and shows it. */
   function newPending(body, attachment, clientMsgId) {
-    var p = {
-      clientMsgId: clientMsgId || uuid(),
-      chatId: chat ? chat.id : null,
-      body: body,
-      attachment: attachment || null,
-      ref: null,
-      timer: null,
-      gen: 0,
-      state: 'sending',
-      error: '',
-      el: null,
-      metaEl: null
-    };
-    pending.set(p.clientMsgId, p);
-    var d = testid(node('div', 'aw-msg aw-msg-mine aw-msg-pending'), 'message-pending');
-    d.setAttribute('data-client-msg-id', p.clientMsgId);
-    p.metaEl = node('div', 'aw-meta', 'Sending…');
-    d.appendChild(p.metaEl);
-    d.appendChild(node('div', 'aw-body', body));
-    if (attachment) { d.appendChild(node('div', 'aw-att', 'Attachment: ' + attachment.filename)); }
-    p.el = d;
-    ui.messages.appendChild(d);
-    ui.messages.scrollTop = ui.messages.scrollHeight;
+    var p = outbox.add(chat ? chat.id : null, body, attachment, clientMsgId);
+    view.showPending(p);
     return p;
   }
 
-  function markPending(p) {
-    var text = { sending: 'Sending…', waiting: 'Waiting for connection…', failed: 'Not sent' }[p.state] || '';
-    p.metaEl.textContent = p.state === 'failed' && p.error ? 'Not sent: ' + p.error : text;
-    p.el.classList.toggle('aw-msg-failed', p.state === 'failed');
-    var retry = p.el.querySelector('.aw-retry');
-    if (p.state === 'failed' && !retry && phase !== 'resolved') {
-      retry = node('button', 'aw-retry', 'Retry');
-      retry.type = 'button';
-      retry.addEventListener('click', function () {
-        retry.remove();
-        p.state = 'sending';
-        p.error = '';
-        markPending(p);
-        transmit(p);
-      });
-      p.el.appendChild(retry);
-    }
-  }
-
-  function failPending(p, why) {
-    clearTimeout(p.timer);
-    p.state = 'failed';
-    p.error = why;
-    markPending(p);
-  }
-
-  function transmit(p) {
-    if (p.state === 'failed' || !chat || p.chatId !== chat.id) { return; }
-    clearTimeout(p.timer);
-    if (sock.isOpen() && joinedGen === sock.generation()) {
-      p.ref = sock.nextRef();
-      var frame = { type: 'send-message', chatId: p.chatId, body: p.body, clientMsgId: p.clientMsgId, ref: p.ref };
-      if (p.attachment) { frame.attachmentId = p.attachment.id; }
-      if (sock.send(frame)) {
-        p.state = 'sending';
-        p.gen = sock.generation();
-        markPending(p);
-        p.timer = setTimeout(function () {
-          if (pending.has(p.clientMsgId)) {
-            p.state = 'waiting';
-            markPending(p);
-            sock.reconnect(p.gen); // no ack in 5 s: reconnect, then resend the same clientMsgId
-          }
-        }, ACK_TIMEOUT_MS);
-        return;
-      }
-    }
-    p.state = 'waiting';
-    markPending(p);
-  }
-
-  function settle(p, ack) {
-    if (!pending.has(p.clientMsgId)) { return; }
-    pending.delete(p.clientMsgId);
-    clearTimeout(p.timer);
-    if (p.el && p.el.parentNode) { p.el.parentNode.removeChild(p.el); }
-    if (ack && typeof ack.seq === 'number' && !messages.has(ack.seq)) {
-      addMessage({
-        id: ack.messageId, chatId: p.chatId, seq: ack.seq, clientMsgId: p.clientMsgId,
-        from: { role: 'visitor', id: store.visitorId || '', name: 'You' }, body: p.body,
-        attachment: p.attachment ? { id: p.attachment.id, filename: p.attachment.filename, contentType: p.attachment.contentType, size: p.attachment.size } : undefined,
-        createdAt: new Date().toISOString(), synthetic: true
-      });
-    }
-  }
-
-  function flushPending() {
-    pending.forEach(function (p) {
-      if (p.state !== 'failed') { transmit(p); }
-    });
-  }
-
   function queueSend(body, attachment) {
-    transmit(newPending(body, attachment));
+    outbox.transmit(newPending(body, attachment));
   }
 
   /* startChat creates the visitor session (once) and the chat, with the first message if any. */
@@ -812,12 +453,12 @@
         clearMessages();
       }
       adoptChat(c);
-      pending.forEach(function (q) { if (!q.chatId) { q.chatId = c.id; } });
+      outbox.forEach(function (q) { if (!q.chatId) { q.chatId = c.id; } });
       connectChat();
       return true;
     } catch (err) {
       if (p) {
-        pending.delete(p.clientMsgId);
+        outbox.remove(p);
         if (p.el.parentNode) { p.el.parentNode.removeChild(p.el); }
         retryStart = { body: p.body, clientMsgId: p.clientMsgId };
         if (!ui.input.value) { ui.input.value = p.body; }
@@ -841,15 +482,10 @@
     if (!chat) { return; }
     var id = chat.id;
     try {
-      await sock.request({ type: 'join-chat', chatId: id });
-      if (!chat || chat.id !== id) { return; }
-      joinedGen = sock.generation();
-      var since = contiguousSeq();
-      for (var i = 0; i < 100; i += 1) {
-        var r = await sock.request({ type: 'resume', chatId: id, since: since }, 20000);
-        if (r.complete !== false || maxSeq <= since) { break; }
-        since = maxSeq;
-      }
+      await Core.joinAndResume(sock, id, log, function (gen) {
+        if (!chat || chat.id !== id) { return false; }
+        joinedGen = gen;
+      });
     } catch (err) {
       if (err.code === 'not_found' || err.code === 'forbidden') {
         forgetChat();
@@ -860,22 +496,17 @@
 
   /* clearMessages forgets the shown messages (pending sends stay). */
   function clearMessages() {
-    messages.clear();
-    maxSeq = 0;
-    lastRead = 0;
+    Core.resetLog(log);
     Array.prototype.slice.call(ui.messages.querySelectorAll('[data-seq]')).forEach(function (e) { e.remove(); });
   }
 
   /* forgetChat clears the current chat (not the visitor session) and goes back to idle. */
   function forgetChat() {
     sock.stop();
-    pending.forEach(function (p) { clearTimeout(p.timer); });
-    pending.clear();
+    outbox.clear();
     chat = null;
     agentName = '';
-    messages.clear();
-    maxSeq = 0;
-    lastRead = 0;
+    Core.resetLog(log);
     unread = 0;
     joinedGen = -1;
     delete store.chatId;
@@ -884,79 +515,25 @@
     setPhase('idle');
   }
 
-  // ---------------------------------------------------------------- typing and read
+  // ---------------------------------------------------------------- typing
 
-  function stopTyping() {
-    clearTimeout(typingOut.timer);
-    if (typingOut.on && chat) { sock.send({ type: 'typing', chatId: chat.id, state: 'off' }); }
-    typingOut.on = false;
-  }
+  function stopTyping() { typingOut.stop(); }
 
   function onInput() {
     if (!chat || (phase !== 'queued' && phase !== 'active')) { return; }
-    if (!ui.input.value.trim()) { stopTyping(); return; }
-    if (!typingOut.on) {
-      typingOut.on = sock.send({ type: 'typing', chatId: chat.id, state: 'on' });
-    }
-    clearTimeout(typingOut.timer);
-    typingOut.timer = setTimeout(stopTyping, TYPING_IDLE_MS);
-  }
-
-  function showTyping(name) {
-    ui.typing.textContent = (name || 'The agent') + ' is typing…';
-    ui.typing.hidden = false;
-    clearTimeout(typingInTimer);
-    typingInTimer = setTimeout(hideTyping, TYPING_SHOW_MS);
-  }
-
-  function hideTyping() {
-    clearTimeout(typingInTimer);
-    ui.typing.hidden = true;
-  }
-
-  function scheduleRead() {
-    clearTimeout(readTimer);
-    readTimer = setTimeout(function () {
-      if (!chat || !isOpen || document.visibilityState !== 'visible' || !sock.isOpen()) { return; }
-      if (maxSeq > lastRead) {
-        lastRead = maxSeq;
-        sock.send({ type: 'read', chatId: chat.id, seq: maxSeq });
-      }
-    }, 500);
+    typingOut.input(chat.id, ui.input.value);
   }
 
   // ---------------------------------------------------------------- socket frames
 
-  function onFrame(f) {
-    var p = null;
-    switch (f.type) {
-      case 'message':
-        addMessage(f);
-        break;
-      case 'ack':
-        p = f.clientMsgId ? pending.get(f.clientMsgId) : null;
-        if (!p && f.ref) { pending.forEach(function (q) { if (q.ref === f.ref) { p = q; } }); }
-        if (p) { settle(p, f); }
-        break;
-      case 'error':
-        if (f.ref) {
-          pending.forEach(function (q) { if (q.ref === f.ref) { failPending(q, f.message || f.code || 'error'); } });
-        }
-        break;
-      case 'typing':
-        if (chat && f.chatId === chat.id && f.from && f.from.role !== 'visitor') {
-          if (f.state === 'on') { showTyping(f.from.name); } else { hideTyping(); }
-        }
-        break;
-      case 'chat.queued':
-      case 'chat.accepted':
-      case 'chat.transferred':
-      case 'chat.resolved':
-        if (f.chat && chat && f.chat.id === chat.id) { adoptChat(f.chat); }
-        break;
-      default:
-        break;
-    }
+  /* The socket's frames (see AtendeCore.routeFrame): the current chat's messages, its agent's
+     typing and its status changes. */
+  function typingFrom(f) {
+    return !!chat && f.chatId === chat.id && f.from.role !== 'visitor';
+  }
+
+  function onChatEvent(f) {
+    if (chat && f.chat.id === chat.id) { adoptChat(f.chat); }
   }
 
   function onOpen() {
@@ -967,16 +544,8 @@
       if (chat && chat.id === id) { adoptChat(c); }
     }, function () { /* the events will tell */ });
     joinAndResume().then(function () {
-      if (chat && chat.id === id) { flushPending(); scheduleRead(); }
+      if (chat && chat.id === id) { outbox.flush(); scheduleRead(); }
     });
-  }
-
-  function onStatus(s) {
-    if (s !== 'online') {
-      pending.forEach(function (p) {
-        if (p.state === 'sending') { clearTimeout(p.timer); p.state = 'waiting'; markPending(p); }
-      });
-    }
   }
 
   // ---------------------------------------------------------------- attachments
@@ -992,26 +561,10 @@
     var caption = ui.input.value.trim();
     ui.status.textContent = 'Uploading ' + file.name + '…';
     try {
-      var contentType = file.type || 'application/octet-stream';
-      var meta = await api('POST', '/api/attachments', {
-        chatId: chatId, filename: file.name, contentType: contentType, size: file.size
-      });
-      var res;
-      try {
-        res = await fetch(meta.uploadUrl, {
-          method: meta.uploadMethod || 'PUT',
-          headers: meta.uploadHeaders || { 'Content-Type': contentType },
-          body: file,
-          mode: 'cors',
-          credentials: 'omit'
-        });
-      } catch (e) {
-        throw new Error('the file store could not be reached');
-      }
-      if (!res.ok) { throw new Error('the upload was refused (HTTP ' + res.status + ')'); }
+      var att = await Core.uploadFile(api, chatId, file);
       if (!chat || chat.id !== chatId) { return; }
       if (caption && ui.input.value.trim() === caption) { ui.input.value = ''; }
-      queueSend(caption, { id: meta.attachmentId, filename: file.name, contentType: contentType, size: file.size });
+      queueSend(caption, att);
     } catch (err) {
       showError('Could not send ' + file.name + ': ' + err.message);
     } finally {
@@ -1040,7 +593,7 @@
     ui.launcher.setAttribute('aria-label', 'Close chat');
     ui.launcherIcon.replaceChildren(icon(ICON_CLOSE));
     render();
-    ui.messages.scrollTop = ui.messages.scrollHeight;
+    view.scrollDown();
     scheduleRead();
     if (!noFocus) { (ui.name.hidden ? ui.input : ui.name).focus(); }
   }
@@ -1084,18 +637,13 @@
         queueSend(body, null);
       }
     });
-    ui.input.addEventListener('keydown', function (ev) {
-      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
-        ev.preventDefault();
-        if (ui.form.requestSubmit) { ui.form.requestSubmit(); } else { ui.send.click(); }
-      }
-    });
+    Core.submitOnEnter(ui.input, ui.form, ui.send);
     ui.input.addEventListener('input', onInput);
     ui.input.addEventListener('blur', stopTyping);
     ui.file.addEventListener('change', function () {
       var files = Array.from(ui.file.files || []);
       ui.file.value = '';
-      files.reduce(function (prev, f) { return prev.then(function () { return uploadAndSend(f); }); }, Promise.resolve());
+      Core.eachInTurn(files, uploadAndSend);
     });
     ui.newChat.addEventListener('click', function () {
       forgetChat();
@@ -1145,24 +693,50 @@
 
   function init() {
     build();
-    sock = createSocket({
-      getTicket: async function () {
-        var r = await api('POST', '/api/ws-ticket');
-        if (!r || !r.ticket) { throw new WidgetError(500, 'internal', 'no ticket'); }
-        return r.ticket;
-      },
-      url: function (ticket) {
-        return apiBase.replace(/^http/i, 'ws') + '/ws?ticket=' + encodeURIComponent(ticket);
-      },
+    sock = Core.createSocket({
+      api: api,
+      base: apiBase,
+      refPrefix: 'w',
       onOpen: onOpen,
-      onFrame: onFrame,
-      onStatus: onStatus,
+      onFrame: function (f) { Core.routeFrame(f, frames); },
+      // A lost socket leaves the sends in flight waiting for the next connection.
+      onClose: function () { outbox.offline(); },
       onUnauthorized: function () {
         dropSession();
         forgetChat();
         showError('Your chat session expired. Send a message to start a new chat.');
       }
     });
+    view = Core.createMessageView({
+      list: ui.messages,
+      skin: {
+        msg: 'aw-msg', mine: 'aw-msg-mine', theirs: 'aw-msg-theirs', pending: 'aw-msg-pending', failed: 'aw-msg-failed',
+        meta: 'aw-meta', body: 'aw-body', attachment: 'aw-att', button: '', retry: 'aw-retry'
+      },
+      isMine: function (m) { return m.from && m.from.role === 'visitor'; },
+      author: function (m, mine) { return mine ? 'You' : ((m.from && m.from.name) || 'Agent'); },
+      link: attachmentURL,
+      report: showError
+    });
+    /* Only the current chat's sends go out; they wait while the chat is not joined. */
+    outbox = Core.createOutbox({
+      socket: sock,
+      skin: { failed: 'aw-msg-failed', retry: 'aw-retry' },
+      mayGo: function (p) { return !!chat && p.chatId === chat.id; },
+      joined: function () { return joinedGen === sock.generation(); },
+      canRetry: function () { return phase !== 'resolved'; },
+      acked: function (p, ack) {
+        if (!log.messages.has(ack.seq)) {
+          addMessage(Core.ackedMessage(p, ack, { role: 'visitor', id: store.visitorId || '', name: 'You' }));
+        }
+      }
+    });
+    typingOut = Core.typingSender(sock);
+    typingIn = Core.typingIndicator(ui.typing, 'The agent');
+    scheduleRead = Core.readReporter(sock, function () {
+      return chat && isOpen ? { chatId: chat.id, log: log } : null;
+    });
+    frames = { outbox: outbox, typing: typingIn, message: addMessage, typingFrom: typingFrom, chat: onChatEvent };
     wire();
     render();
     api('GET', '/api/settings/public', null, { anonymous: true }).then(applySettings, function () { /* defaults */ });
@@ -1186,4 +760,4 @@
   } else {
     document.addEventListener('DOMContentLoaded', init);
   }
-})();
+})(AtendeCore);
