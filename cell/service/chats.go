@@ -141,6 +141,17 @@ func (s *Service) Accept(ctx context.Context, p cell.Principal, id string) (cell
 	if holder != p.Subject {
 		return cell.Chat{}, cell.Errorf(cell.EConflict, "chat was accepted by another agent")
 	}
+	st := s.lockChat(id)
+	defer s.unlockChat(id, st)
+	if c, err = s.store.Chat(ctx, id); err != nil {
+		return cell.Chat{}, err
+	}
+	switch {
+	case c.Status == cell.ChatActive && c.AgentID == p.Subject:
+		return s.withLast(c), nil
+	case c.Status != cell.ChatQueued: // resolved while we claimed
+		return cell.Chat{}, cell.Errorf(cell.EConflict, "chat is already %s", c.Status)
+	}
 	if err := s.store.SetChatAccepted(ctx, id, p.Author(), s.now()); err != nil {
 		return cell.Chat{}, err
 	}
@@ -155,12 +166,17 @@ func (s *Service) Accept(ctx context.Context, p cell.Principal, id string) (cell
 // Resolve closes a chat. Allowed to the assigned agent, a tenant-admin, or the chat's visitor.
 // Resolving a resolved chat returns it unchanged.
 func (s *Service) Resolve(ctx context.Context, p cell.Principal, id string) (cell.Chat, error) {
-	c, err := s.Chat(ctx, p, id)
+	if _, err := s.Chat(ctx, p, id); err != nil {
+		return cell.Chat{}, err
+	}
+	st := s.lockChat(id)
+	defer s.unlockChat(id, st)
+	c, err := s.store.Chat(ctx, id)
 	if err != nil {
 		return cell.Chat{}, err
 	}
 	if c.Status == cell.ChatResolved {
-		return c, nil
+		return s.withLast(c), nil
 	}
 	allowed := p.HasRole(cell.RoleTenantAdmin) || (p.HasRole(cell.RoleVisitor) && c.VisitorID == p.Subject) ||
 		(p.IsStaff() && c.AgentID == p.Subject)
@@ -170,7 +186,7 @@ func (s *Service) Resolve(ctx context.Context, p cell.Principal, id string) (cel
 	if err := s.store.SetChatResolved(ctx, id, s.now()); err != nil {
 		return cell.Chat{}, err
 	}
-	s.forgetSeq(id)
+	st.closed = true
 	if c, err = s.store.Chat(ctx, id); err != nil {
 		return cell.Chat{}, err
 	}

@@ -45,11 +45,7 @@ func (s *Service) SendMessage(ctx context.Context, p cell.Principal, in SendInpu
 		return cell.Message{}, false, err
 	}
 	if err := s.maySend(p, chat); err != nil {
-		// A retry of a message stored before the chat closed still gets its ack.
-		if prev, perr := s.store.MessageByClientID(ctx, chat.ID, in.ClientMsgID); perr == nil && prev.From.ID == p.Subject {
-			return prev, true, nil
-		}
-		return cell.Message{}, false, err
+		return s.replayOr(ctx, p, chat.ID, in.ClientMsgID, err)
 	}
 	msg = cell.Message{ChatID: chat.ID, ClientMsgID: in.ClientMsgID, From: p.Author(), Body: in.Body, CreatedAt: s.now()}
 	if in.AttachmentID != "" {
@@ -64,12 +60,22 @@ func (s *Service) SendMessage(ctx context.Context, p cell.Principal, in SendInpu
 		}
 		msg.Attachment = att.Ref()
 	}
-	if replayed, err := s.append(ctx, chat, &msg); err != nil {
-		return cell.Message{}, false, err
-	} else if replayed {
-		return msg, true, nil
+	replayed, err := s.append(ctx, p, &msg)
+	if err != nil {
+		return s.replayOr(ctx, p, chat.ID, in.ClientMsgID, err)
 	}
-	return msg, false, nil
+	return msg, replayed, nil
+}
+
+// replayOr answers a refused send: if the sender's message with clientMsgID was stored before
+// (its ack was lost and the chat has since closed), the stored message, else err.
+func (s *Service) replayOr(ctx context.Context, p cell.Principal, chatID, clientMsgID string, err error) (cell.Message, bool, error) {
+	if cell.ErrorCode(err) == cell.EConflict || cell.ErrorCode(err) == cell.EForbidden {
+		if prev, perr := s.store.MessageByClientID(ctx, chatID, clientMsgID); perr == nil && prev.From.ID == p.Subject {
+			return prev, true, nil
+		}
+	}
+	return cell.Message{}, false, err
 }
 
 // maySend checks the sender's right to write into chat.
@@ -89,13 +95,20 @@ func (s *Service) maySend(p cell.Principal, chat cell.Chat) error {
 }
 
 // append assigns the next seq, inserts msg and publishes it to the chat's room, all under the
-// chat's lock, so every subscriber receives a chat's messages in seq order. If another request
-// stored the same clientMsgId first, msg is replaced by the stored one, nothing is published and
-// replayed is true.
-func (s *Service) append(ctx context.Context, chat cell.Chat, msg *cell.Message) (replayed bool, err error) {
-	st := s.seqState(chat.ID)
-	st.mu.Lock()
-	defer st.mu.Unlock()
+// chat's lock, so every subscriber receives a chat's messages in seq order, and re-checks under
+// that lock that the sender may still write (a resolve may have won the lock first). If the same
+// clientMsgId was stored first, msg is replaced by the stored one, nothing is published and
+// replayed is true; a clientMsgId another sender used is a conflict.
+func (s *Service) append(ctx context.Context, p cell.Principal, msg *cell.Message) (replayed bool, err error) {
+	st := s.lockChat(msg.ChatID)
+	defer s.unlockChat(msg.ChatID, st)
+	chat, err := s.store.Chat(ctx, msg.ChatID)
+	if err != nil {
+		return false, err
+	}
+	if err := s.maySend(p, chat); err != nil {
+		return false, err
+	}
 	for attempt := 0; attempt < maxSeqRetries; attempt++ {
 		if !st.loaded {
 			if st.last, err = s.lastSeq(ctx, chat); err != nil {
@@ -116,6 +129,9 @@ func (s *Service) append(ctx context.Context, chat cell.Chat, msg *cell.Message)
 			return false, err
 		}
 		if prev, perr := s.store.MessageByClientID(ctx, chat.ID, msg.ClientMsgID); perr == nil {
+			if prev.From.ID != msg.From.ID {
+				return false, cell.Errorf(cell.EConflict, "clientMsgId %q is already used in this chat by someone else", msg.ClientMsgID)
+			}
 			*msg = prev
 			return true, nil
 		}
@@ -144,23 +160,32 @@ func (s *Service) lastSeq(ctx context.Context, chat cell.Chat) (int64, error) {
 	}
 }
 
-func (s *Service) seqState(chatID string) *chatSeq {
+// lockChat returns the chat's lock, locked; release it with unlockChat.
+func (s *Service) lockChat(chatID string) *chatLock {
 	s.seqsMu.Lock()
-	defer s.seqsMu.Unlock()
 	st := s.seqs[chatID]
 	if st == nil {
-		st = &chatSeq{}
+		st = &chatLock{}
 		s.seqs[chatID] = st
 	}
+	st.refs++
+	s.seqsMu.Unlock()
+	st.mu.Lock()
 	return st
 }
 
-// forgetSeq drops the cached seq of a chat that will get no more messages.
-func (s *Service) forgetSeq(chatID string) {
+// unlockChat releases a lock taken with lockChat. The entry of a closed chat is dropped once
+// nobody holds or waits for it, so the map holds at most the open chats and those in use.
+func (s *Service) unlockChat(chatID string, st *chatLock) {
+	st.mu.Unlock()
 	s.seqsMu.Lock()
-	delete(s.seqs, chatID)
+	st.refs--
+	if st.refs == 0 && st.closed {
+		delete(s.seqs, chatID)
+	}
 	s.seqsMu.Unlock()
 }
+
 
 func preview(m *cell.Message) string {
 	if m.Body == "" && m.Attachment != nil {
@@ -198,7 +223,10 @@ func (s *Service) History(ctx context.Context, p cell.Principal, chatID string, 
 	if err != nil {
 		return History{}, err
 	}
-	upTo := min(since+int64(limit), last)
+	upTo := last
+	if since < last && last-since > int64(limit) { // written so since+limit cannot overflow
+		upTo = since + int64(limit)
+	}
 	msgs := []cell.Message{}
 	if upTo > since {
 		if msgs, err = s.store.MessagesInRange(ctx, chat.ID, since, upTo); err != nil {
@@ -254,10 +282,12 @@ func (s *Service) flushLast(ctx context.Context) {
 	s.last = map[string]lastNote{}
 	s.lastMu.Unlock()
 	for chatID, n := range batch {
+		st := s.lockChat(chatID)
 		if err := s.store.RecordLastMessage(ctx, chatID, n.seq, n.preview); err != nil {
 			s.log.Warn("chat lastSeq not recorded", "chatId", chatID, "error", err)
 			s.noteLast(chatID, n.seq, n.preview)
 		}
+		s.unlockChat(chatID, st)
 	}
 }
 

@@ -44,22 +44,27 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 	seqsMu sync.Mutex
-	seqs   map[string]*chatSeq
+	seqs   map[string]*chatLock
 	lastMu sync.Mutex
 	last   map[string]lastNote
 }
 
-// chatSeq serialises message appends of one chat within this process; the unique seq index
-// arbitrates between processes.
-type chatSeq struct {
+// chatLock serialises, within this process, every write to one chat: message appends (and their
+// seq), state changes (accept, resolve) and the lastSeq flush. FerretDB v1 applies an update as a
+// read-modify-write of the whole document, so two concurrent updates of one chat would lose one;
+// and a state check made outside the lock could let a message in after a resolve. Between
+// processes, the unique indexes (seq, clientMsgId, accept claim) still arbitrate.
+type chatLock struct {
 	mu     sync.Mutex
-	last   int64
+	last   int64 // the chat's highest seq, valid when loaded
 	loaded bool
+	closed bool // the chat is resolved: drop the entry when unused
+	refs   int  // holders and waiters, guarded by Service.seqsMu
 }
 
 // New returns the service of the cell configured by cfg.
 func New(cfg cell.Config, store *mongodb.Store, blob *s3blob.Blob, hub *realtime.Hub, authority *auth.Authority, log *slog.Logger) *Service {
-	return &Service{cfg: cfg, store: store, blob: blob, hub: hub, auth: authority, log: log, now: func() time.Time { return time.Now().UTC() }, seqs: map[string]*chatSeq{}, last: map[string]lastNote{}}
+	return &Service{cfg: cfg, store: store, blob: blob, hub: hub, auth: authority, log: log, now: func() time.Time { return time.Now().UTC() }, seqs: map[string]*chatLock{}, last: map[string]lastNote{}}
 }
 
 // Hub returns the realtime hub the service publishes to.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"atende/cell"
 	"atende/cell/service"
@@ -20,6 +21,14 @@ var validate = validator.New(validator.WithRequiredStructEnabled())
 func bind(c *fiber.Ctx, req any) error {
 	if len(c.Body()) == 0 {
 		return cell.Errorf(cell.EInvalid, "a JSON body is required")
+	}
+	// Only application/json: a text/plain POST needs no CORS preflight, so accepting it would let
+	// any page send blind requests (OWASP CSRF Prevention Cheat Sheet).
+	if !c.Is("json") {
+		return fiber.NewError(fiber.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	if err := checkJSONKeys(c.Body()); err != nil {
+		return err
 	}
 	if err := json.Unmarshal(c.Body(), req); err != nil {
 		return cell.Errorf(cell.EInvalid, "malformed JSON body: %v", err)
@@ -255,15 +264,15 @@ func (s *Server) createAttachment(c *fiber.Ctx) error {
 	return c.Status(http.StatusCreated).JSON(up)
 }
 
-// attachment answers a presigned GET: as JSON for clients that ask for it (Accept:
-// application/json, e.g. the console, which cannot follow a cross-origin redirect with its
-// bearer header), as a 302 redirect otherwise.
+// attachment answers a presigned GET: as JSON for clients that name application/json in Accept
+// (the console, which cannot follow a cross-origin redirect with its bearer header), as a 302
+// redirect otherwise (curl's default "*/*" included).
 func (s *Server) attachment(c *fiber.Ctx) error {
 	d, err := s.svc.AttachmentDownload(c.UserContext(), principal(c), c.Params("id"))
 	if err != nil {
 		return err
 	}
-	if c.Accepts(fiber.MIMEApplicationJSON, fiber.MIMETextHTML) == fiber.MIMEApplicationJSON && c.Get(fiber.HeaderAccept) != "" {
+	if strings.Contains(c.Get(fiber.HeaderAccept), fiber.MIMEApplicationJSON) {
 		return c.JSON(d)
 	}
 	return c.Redirect(d.URL, http.StatusFound)

@@ -50,7 +50,7 @@ var codeOfStatus = map[int]string{
 	http.StatusForbidden: cell.EForbidden, http.StatusNotFound: cell.ENotFound,
 	http.StatusMethodNotAllowed: cell.ENotFound, http.StatusConflict: cell.EConflict,
 	http.StatusRequestEntityTooLarge: cell.ETooLarge, http.StatusTooManyRequests: cell.ERateLimited,
-	http.StatusUpgradeRequired: cell.EInvalid,
+	http.StatusUpgradeRequired: cell.EInvalid, http.StatusUnsupportedMediaType: cell.EInvalid,
 }
 
 // New builds the app. Origins allowed for CORS and WebSockets are the origin of cfg.PublicURL

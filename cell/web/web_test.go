@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -253,5 +254,92 @@ func TestAttachmentRoundTrip(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	if st := put(up2, "image/png", png); st != 403 {
 		t.Fatalf("PUT after expiry: %d, want 403", st)
+	}
+}
+
+// TestChatStateSurvivesConcurrentWrites holds what a reviewer broke: on FerretDB an update is a
+// read-modify-write of the whole document, so an accept or resolve racing with message traffic
+// (and the lastSeq flush) used to answer 200 and then be overwritten.
+func TestChatStateSurvivesConcurrentWrites(t *testing.T) {
+	tc := startCell(t, nil)
+	agent := tc.token(auth.TypeAccess, "agent-1", cell.RoleAgent)
+	burst := func(visitor, chatID, prefix string, wg *sync.WaitGroup) {
+		for i := 0; i < 15; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tc.do("POST", "/api/messages", visitor, map[string]string{"chatId": chatID, "body": "x", "clientMsgId": fmt.Sprint(prefix, i)}, nil)
+			}()
+		}
+	}
+	for round := 0; round < 3; round++ {
+		visitor, chat := tc.newVisitorChat("hi")
+		var wg sync.WaitGroup
+		burst(visitor, chat.ID, "pre-", &wg)
+		var accepted cell.Chat
+		if st := tc.do("POST", "/api/chat/"+chat.ID+"/accept", agent, nil, &accepted); st != 200 {
+			t.Fatalf("accept: %d", st)
+		}
+		burst(visitor, chat.ID, "post-", &wg)
+		wg.Wait()
+		time.Sleep(3 * service.FlushInterval)
+		var got cell.Chat
+		tc.do("GET", "/api/chats/"+chat.ID, agent, nil, &got)
+		if got.Status != cell.ChatActive || got.AgentID != "agent-1" {
+			t.Fatalf("round %d: accept answered 200, chat is now %s/%q", round, got.Status, got.AgentID)
+		}
+		burst(visitor, chat.ID, "late-", &wg)
+		var resolved cell.Chat
+		if st := tc.do("POST", "/api/chat/"+chat.ID+"/resolve", agent, nil, &resolved); st != 200 {
+			t.Fatalf("resolve: %d", st)
+		}
+		wg.Wait()
+		time.Sleep(3 * service.FlushInterval)
+		tc.do("GET", "/api/chats/"+chat.ID, agent, nil, &got)
+		if got.Status != cell.ChatResolved || got.ResolvedAt == nil {
+			t.Fatalf("round %d: resolve answered 200, chat is now %s", round, got.Status)
+		}
+		var h service.History
+		tc.do("GET", "/api/chats/"+chat.ID+"/messages?limit=500", agent, nil, &h)
+		for _, m := range h.Messages {
+			if m.CreatedAt.After(*got.ResolvedAt) {
+				t.Fatalf("round %d: message %d stored at %v, after the chat was resolved at %v", round, m.Seq, m.CreatedAt, *got.ResolvedAt)
+			}
+		}
+	}
+}
+
+// TestInputIsRefusedBeforeAnyQuery: wrong content type, operator keys, and edge values of since.
+func TestInputIsRefusedBeforeAnyQuery(t *testing.T) {
+	tc := startCell(t, nil)
+	visitor, chat := tc.newVisitorChat("hi")
+	agent := tc.token(auth.TypeAccess, "agent-1", cell.RoleAgent)
+	tc.do("POST", "/api/chat/"+chat.ID+"/accept", agent, nil, nil)
+
+	req, _ := http.NewRequest("POST", tc.base+"/api/auth/login", strings.NewReader(`{"email":"admin@acme.test","password":"admin-password-1"}`))
+	req.Host = "acme.localhost"
+	req.Header.Set("Content-Type", "text/plain")
+	var e apiError
+	if st := doJSON(t, req, &e); st != 415 || e.Error.Code != cell.EInvalid {
+		t.Fatalf("text/plain login: %d %q, want 415 invalid", st, e.Error.Code)
+	}
+	for _, body := range []any{
+		map[string]any{"email": map[string]string{"$ne": ""}, "password": "x"},
+		map[string]any{"email": "admin@acme.test", "password": "admin-password-1", "extra": map[string]any{"$where": "1"}},
+	} {
+		if st := tc.do("POST", "/api/auth/login", "", body, &e); st != 400 {
+			t.Fatalf("operator injection %v: %d, want 400", body, st)
+		}
+	}
+	var h service.History
+	if st := tc.do("GET", "/api/chats/"+chat.ID+"/messages?since=9223372036854775807", agent, nil, &h); st != 200 || !h.Complete || len(h.Messages) != 0 {
+		t.Fatalf("since=max: %d complete=%v n=%d, want 200, complete, empty", st, h.Complete, len(h.Messages))
+	}
+	// A clientMsgId used by the agent cannot be claimed by the visitor (and vice versa).
+	if st := tc.do("POST", "/api/messages", agent, map[string]string{"chatId": chat.ID, "body": "agent", "clientMsgId": "shared-1"}, nil); st != 201 {
+		t.Fatalf("agent send: %d", st)
+	}
+	if st := tc.do("POST", "/api/messages", visitor, map[string]string{"chatId": chat.ID, "body": "visitor", "clientMsgId": "shared-1"}, &e); st != 409 {
+		t.Fatalf("visitor reusing the agent's clientMsgId: %d, want 409", st)
 	}
 }

@@ -182,8 +182,12 @@ func replyError(client *realtime.Client, ref string, err error) {
 // tenant, chat membership) through the service, exactly like the REST route doing the same.
 func (s *Server) handleFrame(client *realtime.Client, p cell.Principal, data []byte) {
 	var f clientFrame
+	if err := checkJSONKeys(data); err != nil {
+		replyError(client, "", err)
+		return
+	}
 	if err := json.Unmarshal(data, &f); err != nil {
-		replyError(client, "", cell.Errorf(cell.EInvalid, "frame is not a JSON object: %v", err))
+		replyError(client, "", cell.Errorf(cell.EInvalid, "frame is not a JSON object of the expected shape: %v", err))
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
