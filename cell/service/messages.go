@@ -186,7 +186,6 @@ func (s *Service) unlockChat(chatID string, st *chatLock) {
 	s.seqsMu.Unlock()
 }
 
-
 func preview(m *cell.Message) string {
 	if m.Body == "" && m.Attachment != nil {
 		return "📎 " + m.Attachment.Filename
