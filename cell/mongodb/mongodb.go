@@ -431,8 +431,22 @@ func (s *Store) SetSessionJTI(ctx context.Context, id, jti string) error {
 	return s.update(ctx, s.sessions, id, bson.D{{Key: "$set", Value: bson.D{{Key: "currentJti", Value: jti}}}}, "session")
 }
 
-// RevokeSession marks the session revoked: its refresh tokens stop working (access tokens
-// expire on their own within auth.AccessTTL).
+// RevokeUserSessions revokes every session of userID.
+func (s *Store) RevokeUserSessions(ctx context.Context, userID string) error {
+	sessions, err := findAll[cell.Session](ctx, s, s.sessions, "sessions", bson.E{Key: "userId", Value: userID})
+	if err != nil {
+		return err
+	}
+	for _, sess := range sessions {
+		if err := s.RevokeSession(ctx, sess.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RevokeSession marks the session revoked: its refresh and access tokens stop working (access
+// tokens are checked against their session on every request).
 func (s *Store) RevokeSession(ctx context.Context, id string) error {
 	return s.update(ctx, s.sessions, id, bson.D{{Key: "$set", Value: bson.D{{Key: "revoked", Value: true}}}}, "session")
 }

@@ -20,6 +20,9 @@ const OutboxSize = 256
 // MaxRoomsPerClient bounds the rooms one connection may join.
 const MaxRoomsPerClient = 64
 
+// ReasonSlowConsumer is the close reason of a client dropped for not keeping up.
+const ReasonSlowConsumer = "slow consumer"
+
 // ErrTooManyRooms is returned by Join when a client already holds MaxRoomsPerClient rooms.
 var ErrTooManyRooms = errors.New("too many joined chats on this connection")
 
@@ -32,6 +35,10 @@ func StaffRoom(tenantID string) string { return "tenant:" + tenantID + ":staff" 
 // Client is one connection's membership and outbox. The connection's writer drains Outbox until
 // Done is closed.
 type Client struct {
+	// Subject and SessionID identify who the connection belongs to, so a logout or a removed
+	// agent can be disconnected (Hub.Disconnect).
+	Subject, SessionID string
+
 	outbox chan []byte
 	done   chan struct{}
 	once   sync.Once
@@ -40,9 +47,10 @@ type Client struct {
 	rooms  map[string]struct{} // guarded by Hub.mu
 }
 
-// NewClient returns a client with an empty outbox.
-func NewClient() *Client {
-	return &Client{outbox: make(chan []byte, OutboxSize), done: make(chan struct{}), rooms: map[string]struct{}{}}
+// NewClient returns a client of subject (user or visitor id) in session sid, with an empty
+// outbox. It receives nothing until it joins rooms.
+func NewClient(subject, sid string) *Client {
+	return &Client{Subject: subject, SessionID: sid, outbox: make(chan []byte, OutboxSize), done: make(chan struct{}), rooms: map[string]struct{}{}}
 }
 
 // Outbox returns the frames to write, in order.
@@ -81,7 +89,7 @@ func (c *Client) Send(frame []byte, lossy bool) bool {
 		return true
 	default:
 		if !lossy {
-			c.close("slow consumer")
+			c.close(ReasonSlowConsumer)
 		}
 		return false
 	}
@@ -162,6 +170,30 @@ func (h *Hub) Publish(room string, frame any, lossy bool, except *Client) error 
 		c.Send(data, lossy)
 	}
 	return nil
+}
+
+// Disconnect closes, with reason, every client for which match is true and takes it out of its
+// rooms. It returns how many it closed.
+func (h *Hub) Disconnect(match func(*Client) bool, reason string) int {
+	h.mu.Lock()
+	seen := map[*Client]bool{}
+	for _, members := range h.rooms {
+		for c := range members {
+			if !seen[c] && match(c) {
+				seen[c] = true
+			}
+		}
+	}
+	for c := range seen {
+		for room := range c.rooms {
+			h.leave(c, room)
+		}
+	}
+	h.mu.Unlock()
+	for c := range seen {
+		c.close(reason)
+	}
+	return len(seen)
 }
 
 // Stats returns the number of rooms and of memberships.

@@ -7,7 +7,7 @@ import (
 
 func TestPublishReachesRoomMembersExceptSender(t *testing.T) {
 	h := NewHub()
-	a, b, outsider := NewClient(), NewClient(), NewClient()
+	a, b, outsider := NewClient("u", "s"), NewClient("u", "s"), NewClient("u", "s")
 	room := ChatRoom("t1", "c1")
 	for _, c := range []*Client{a, b} {
 		if err := h.Join(c, room); err != nil {
@@ -28,7 +28,7 @@ func TestPublishReachesRoomMembersExceptSender(t *testing.T) {
 
 func TestSlowConsumerLosesTypingFirstThenIsDropped(t *testing.T) {
 	h := NewHub()
-	c := NewClient()
+	c := NewClient("u", "s")
 	room := StaffRoom("t1")
 	_ = h.Join(c, room)
 	for i := 0; i < OutboxSize; i++ {
@@ -49,7 +49,7 @@ func TestSlowConsumerLosesTypingFirstThenIsDropped(t *testing.T) {
 
 func TestJoinsAreBoundedAndRemoveCleansUp(t *testing.T) {
 	h := NewHub()
-	c := NewClient()
+	c := NewClient("u", "s")
 	for i := 0; i < MaxRoomsPerClient; i++ {
 		if err := h.Join(c, ChatRoom("t", fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
@@ -64,5 +64,22 @@ func TestJoinsAreBoundedAndRemoveCleansUp(t *testing.T) {
 	h.Remove(c)
 	if rooms, members := h.Stats(); rooms != 0 || members != 0 {
 		t.Fatalf("after Remove: %d rooms, %d memberships", rooms, members)
+	}
+}
+
+func TestDisconnectClosesMatchingClients(t *testing.T) {
+	h := NewHub()
+	a, b := NewClient("agent-1", "s1"), NewClient("agent-2", "s2")
+	_ = h.Join(a, StaffRoom("t"))
+	_ = h.Join(b, StaffRoom("t"))
+	if n := h.Disconnect(func(c *Client) bool { return c.Subject == "agent-1" }, "logged out"); n != 1 {
+		t.Fatalf("closed %d, want 1", n)
+	}
+	if a.CloseReason() != "logged out" || b.CloseReason() != "" {
+		t.Fatalf("reasons %q %q", a.CloseReason(), b.CloseReason())
+	}
+	h.Publish(StaffRoom("t"), 1, false, nil)
+	if len(a.Outbox()) != 0 || len(b.Outbox()) != 1 {
+		t.Fatal("a disconnected client still receives")
 	}
 }

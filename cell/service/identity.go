@@ -6,6 +6,7 @@ import (
 
 	"atende/cell"
 	"atende/cell/auth"
+	"atende/cell/realtime"
 )
 
 // Tokens is the answer to a login or refresh. ExpiresIn is the access token lifetime in ms.
@@ -85,15 +86,17 @@ func (s *Service) Refresh(ctx context.Context, token string) (Tokens, error) {
 	return s.issuePair(ctx, u, &sess, false)
 }
 
-// Logout revokes the caller's session (its refresh tokens stop working).
+// Logout revokes the caller's session: its access and refresh tokens stop working at once and
+// its open WebSockets are closed.
 func (s *Service) Logout(ctx context.Context, p cell.Principal) error {
 	if p.SessionID == "" {
 		return nil
 	}
 	err := s.store.RevokeSession(ctx, p.SessionID)
 	if cell.ErrorCode(err) == cell.ENotFound {
-		return nil
+		err = nil
 	}
+	s.hub.Disconnect(func(c *realtime.Client) bool { return c.SessionID == p.SessionID }, "logged out")
 	return err
 }
 
@@ -105,13 +108,31 @@ func (s *Service) Me(ctx context.Context, p cell.Principal) (cell.User, error) {
 	return s.store.User(ctx, p.Subject)
 }
 
-// Authenticate verifies a bearer token of one of types and returns its principal.
-func (s *Service) Authenticate(token string, types ...string) (cell.Principal, error) {
+// Authenticate verifies a bearer token of one of types and returns its principal. A staff token
+// (one with a session) is also checked against its session, so logout, password change and agent
+// removal end it at once, not when it expires.
+func (s *Service) Authenticate(ctx context.Context, token string, types ...string) (cell.Principal, error) {
 	claims, err := s.auth.Verify(token, types...)
 	if err != nil {
 		return cell.Principal{}, err
 	}
-	return claims.Principal(), nil
+	p := claims.Principal()
+	if err := s.checkSession(ctx, p); err != nil {
+		return cell.Principal{}, err
+	}
+	return p, nil
+}
+
+// checkSession refuses a principal whose session was revoked or has expired.
+func (s *Service) checkSession(ctx context.Context, p cell.Principal) error {
+	if p.SessionID == "" {
+		return nil // visitors and control-plane tokens carry no session
+	}
+	sess, err := s.store.Session(ctx, p.SessionID)
+	if cell.ErrorCode(err) == cell.ENotFound || (err == nil && (sess.Revoked || sess.UserID != p.Subject || s.now().After(sess.ExpiresAt))) {
+		return cell.Errorf(cell.EUnauthorized, "session ended; log in again")
+	}
+	return err
 }
 
 // VisitorSession is a new visitor and the token the widget uses. ExpiresIn is in ms.
@@ -171,7 +192,11 @@ func (s *Service) RedeemTicket(ctx context.Context, ticket string) (cell.Princip
 	} else if !won {
 		return cell.Principal{}, cell.Errorf(cell.EUnauthorized, "ticket already used")
 	}
-	return claims.Principal(), nil
+	p := claims.Principal()
+	if err := s.checkSession(ctx, p); err != nil {
+		return cell.Principal{}, err
+	}
+	return p, nil
 }
 
 // AgentCreated is a new agent and, when the server generated it, its password (shown once).
@@ -237,7 +262,19 @@ func (s *Service) DeleteAgent(ctx context.Context, p cell.Principal, id string) 
 	if id == p.Subject {
 		return cell.Errorf(cell.EInvalid, "you cannot remove yourself")
 	}
-	return s.store.DeleteUser(ctx, id)
+	if _, err := s.store.User(ctx, id); err != nil {
+		return err
+	}
+	// End what the user holds first (sessions, so their tokens stop working), then remove them:
+	// a failure in between leaves a user who must log in again, never a removed one still in.
+	if err := s.store.RevokeUserSessions(ctx, id); err != nil {
+		return err
+	}
+	if err := s.store.DeleteUser(ctx, id); err != nil {
+		return err
+	}
+	s.hub.Disconnect(func(c *realtime.Client) bool { return c.Subject == id }, "account removed")
+	return nil
 }
 
 // PublicSettings is what the widget and console show before login.

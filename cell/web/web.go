@@ -156,7 +156,7 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 	if !ok || token == "" {
 		return cell.Errorf(cell.EUnauthorized, "missing bearer token")
 	}
-	p, err := s.svc.Authenticate(token, "access", "visitor")
+	p, err := s.svc.Authenticate(c.UserContext(), token, "access", "visitor")
 	if err != nil {
 		return err
 	}

@@ -90,7 +90,7 @@ func (s *Server) upgrade(c *fiber.Ctx) error {
 	if t := c.Query("ticket"); t != "" {
 		p, err = s.svc.RedeemTicket(c.UserContext(), t)
 	} else if t := c.Query("token"); t != "" {
-		p, err = s.svc.Authenticate(t, "access", "visitor")
+		p, err = s.svc.Authenticate(c.UserContext(), t, "access", "visitor")
 	} else {
 		err = cell.Errorf(cell.EUnauthorized, "a ticket or token is required")
 	}
@@ -115,7 +115,7 @@ func (s *Server) websocket() fiber.Handler {
 // this goroutine reading and handling frames until the peer leaves or the hub drops it.
 func (s *Server) serveSocket(conn *websocket.Conn, p cell.Principal) {
 	hub := s.svc.Hub()
-	client := realtime.NewClient()
+	client := realtime.NewClient(p.Subject, p.SessionID)
 	defer hub.Remove(client)
 	if p.IsStaff() {
 		_ = hub.Join(client, realtime.StaffRoom(s.cfg.TenantID))
@@ -159,7 +159,11 @@ func (s *Server) writeLoop(conn *websocket.Conn, client *realtime.Client) {
 			}
 		case <-client.Done():
 			if reason := client.CloseReason(); reason != "" {
-				_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, reason), time.Now().Add(writeWait))
+				code := websocket.CloseTryAgainLater // slow consumer: reconnect and resume
+				if reason != realtime.ReasonSlowConsumer {
+					code = websocket.ClosePolicyViolation // session ended: do not reconnect with it
+				}
+				_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(writeWait))
 			}
 			return
 		}

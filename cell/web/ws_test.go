@@ -156,3 +156,62 @@ func TestWebSocketChat(t *testing.T) {
 		t.Fatalf("foreign send: %+v", f)
 	}
 }
+
+// TestLogoutAndRemovalEndSessionsAndSockets: tokens stop working at once and open sockets close.
+func TestLogoutAndRemovalEndSessionsAndSockets(t *testing.T) {
+	tc := startCell(t, nil)
+	var admin service.Tokens
+	if st := tc.do("POST", "/api/auth/login", "", map[string]string{"email": "admin@acme.test", "password": "admin-password-1"}, &admin); st != 200 {
+		t.Fatalf("admin login: %d", st)
+	}
+	var created service.AgentCreated
+	if st := tc.do("POST", "/api/agents", admin.AccessToken, map[string]string{"email": "ag@acme.test", "name": "Ag", "password": "agent-password"}, &created); st != 201 {
+		t.Fatalf("create agent: %d", st)
+	}
+	login := func() service.Tokens {
+		var tk service.Tokens
+		if st := tc.do("POST", "/api/auth/login", "", map[string]string{"email": "ag@acme.test", "password": "agent-password"}, &tk); st != 200 {
+			t.Fatalf("agent login: %d", st)
+		}
+		return tk
+	}
+	closed := func(c *websocket.Conn) error {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return err
+			}
+		}
+	}
+	// Logout: the access token dies at once and the socket of that session closes.
+	first := login()
+	other := login()
+	ws, _ := tc.dial(t, first.AccessToken, "")
+	otherWS, _ := tc.dial(t, other.AccessToken, "")
+	if st := tc.do("POST", "/api/auth/logout", first.AccessToken, nil, nil); st != 204 {
+		t.Fatalf("logout: %d", st)
+	}
+	if st := tc.do("GET", "/api/chat/queue", first.AccessToken, nil, nil); st != 401 {
+		t.Fatalf("access token after logout: %d, want 401", st)
+	}
+	if err := closed(ws); !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+		t.Fatalf("socket after logout: %v, want close 1008", err)
+	}
+	if st := tc.do("GET", "/api/chat/queue", other.AccessToken, nil, nil); st != 200 {
+		t.Fatalf("another session of the same agent after logout: %d, want 200", st)
+	}
+	// Removal: every session of the agent ends, sockets included.
+	if st := tc.do("DELETE", "/api/agents/"+created.Agent.ID, admin.AccessToken, nil, nil); st != 204 {
+		t.Fatalf("delete agent: %d", st)
+	}
+	if st := tc.do("GET", "/api/chat/queue", other.AccessToken, nil, nil); st != 401 {
+		t.Fatalf("token of a removed agent: %d, want 401", st)
+	}
+	if err := closed(otherWS); !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+		t.Fatalf("socket of a removed agent: %v, want close 1008", err)
+	}
+	var e apiError
+	if st := tc.do("POST", "/api/auth/refresh", "", map[string]string{"refreshToken": other.RefreshToken}, &e); st != 401 {
+		t.Fatalf("refresh of a removed agent: %d, want 401", st)
+	}
+}
