@@ -61,7 +61,8 @@ func (b *Blob) owns(key string) bool {
 }
 
 // PresignPut returns a URL valid for ttl that accepts one PUT of exactly size bytes with the given
-// content type (both signed) at key and stores tenantId as object metadata, together with the
+// content type (both signed) at key, only while nothing is stored there (If-None-Match: *), and
+// stores tenantId as object metadata, together with the
 // headers the uploader must send verbatim (Host and Content-Length excepted, which HTTP clients
 // set themselves).
 func (b *Blob) PresignPut(ctx context.Context, key, contentType string, size int64, tenantID string, ttl time.Duration) (string, map[string]string, error) {
@@ -71,6 +72,9 @@ func (b *Blob) PresignPut(ctx context.Context, key, contentType string, size int
 	req, err := b.presign.PresignPutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(b.bucket), Key: aws.String(key), ContentType: aws.String(contentType),
 		ContentLength: aws.Int64(size), Metadata: map[string]string{"tenantid": tenantID},
+		// If-None-Match: * makes the PUT conditional (RFC 9110 §13.1.2): once the file is there,
+		// the same URL cannot overwrite it before it expires.
+		IfNoneMatch: aws.String("*"),
 	}, s3.WithPresignExpires(ttl))
 	if err != nil {
 		return "", nil, fmt.Errorf("s3blob: presign put: %w", err)

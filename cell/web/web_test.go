@@ -228,6 +228,9 @@ func TestAttachmentRoundTrip(t *testing.T) {
 	if st := put(up, "image/png", png); st != 200 {
 		t.Fatalf("PUT: %d", st)
 	}
+	if st := put(up, "image/png", bytes.Repeat([]byte{'X'}, len(png))); st != 412 {
+		t.Fatalf("second PUT to the same URL (overwrite): %d, want 412", st)
+	}
 	var msg cell.Message
 	if st := tc.do("POST", "/api/messages", visitor, map[string]string{"chatId": chat.ID, "clientMsgId": "att-1", "attachmentId": up.AttachmentID}, &msg); st != 201 || msg.Attachment == nil || msg.Attachment.Filename != "shot.png" {
 		t.Fatalf("message with attachment: %d %+v", st, msg.Attachment)
