@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"sync"
 	"testing"
@@ -285,6 +286,12 @@ func TestWalkingSkeleton(t *testing.T) {
 	t.Run("unknown subdomain gets 404 and the bare host the landing page", func(t *testing.T) {
 		if st, _ := s.on("nosuchtenant", "GET", "/", "", nil, nil); st != 404 {
 			t.Errorf("unknown tenant: %d, want 404", st)
+		}
+		if st, body := s.on("nosuchtenant", "GET", "/api/chat/queue", "", nil, nil); st != 404 || !strings.Contains(body, `"code":"not_found"`) {
+			t.Errorf("API on an unknown tenant: %d %s, want a 404 JSON error", st, body)
+		}
+		if st, body := call(t, "GET", s.edge+"/static/app.css", "localhost:"+s.port, "", nil, nil); st != 200 || strings.Contains(body, "<html") {
+			t.Errorf("landing page stylesheet: %d", st)
 		}
 		st, body := call(t, "GET", s.edge+"/", "localhost:"+s.port, "", nil, nil)
 		if st != 200 || !bytes.Contains([]byte(body), []byte("Atende")) {

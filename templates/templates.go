@@ -18,6 +18,7 @@ package templates
 import (
 	"bytes"
 	"embed"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
@@ -209,6 +210,38 @@ func Handler(name string, status int, data Data) http.Handler {
 		w.WriteHeader(status)
 		if r.Method != http.MethodHead {
 			_, _ = w.Write(buf.Bytes())
+		}
+	})
+}
+
+// PlatformHandler answers every path of a host that has no cell behind it — the bare domain, an
+// unknown tenant, a suspended tenant:
+//   - GET or HEAD /static/<file> serves the embedded static files, so the page is styled;
+//   - paths under /api/ get the JSON error body of API.md ({"error":{"code","message"}}) with
+//     status, because API clients never parse HTML;
+//   - everything else gets the page called name with status and Data.Host set to the request's
+//     host. For "landing.html" only "/" is the landing page; other paths get "notfound.html"
+//     with 404.
+func PlatformHandler(name string, status int, code, message string, data Data) http.Handler {
+	static := http.StripPrefix("/static/", http.FileServerFS(Static()))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/static/") && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			static.ServeHTTP(w, r)
+		case strings.HasPrefix(r.URL.Path, "/api/"):
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.WriteHeader(status)
+			_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": message}})
+		default:
+			d := data
+			d.Host = r.Host
+			page, st := name, status
+			if name == "landing.html" && r.URL.Path != "/" {
+				page, st = "notfound.html", http.StatusNotFound
+			}
+			Handler(page, st, d).ServeHTTP(w, r)
 		}
 	})
 }

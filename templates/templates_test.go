@@ -402,3 +402,31 @@ console.log(JSON.stringify({
 		t.Errorf("chat-core.js adds the globals %v with %d functions, want AtendeCore with its API", c.Added, c.CoreAPI)
 	}
 }
+
+// TestPlatformHandler: styled pages (static files served), JSON under /api/, landing only at "/".
+func TestPlatformHandler(t *testing.T) {
+	nf := PlatformHandler("notfound.html", http.StatusNotFound, "not_found", "tenant not found", Data{Domain: "localhost"})
+	landing := PlatformHandler("landing.html", http.StatusOK, "not_found", "no tenant on this host", Data{Domain: "localhost"})
+	cases := []struct {
+		h      http.Handler
+		path   string
+		status int
+		ctype  string
+		has    string
+	}{
+		{nf, "/", 404, "text/html", "not found"},
+		{nf, "/static/app.css", 200, "text/css", ""},
+		{nf, "/api/chat/queue", 404, "application/json", `"code":"not_found"`},
+		{landing, "/", 200, "text/html", "Atende"},
+		{landing, "/static/app.css", 200, "text/css", ""},
+		{landing, "/does/not/exist", 404, "text/html", ""},
+	}
+	for _, c := range cases {
+		rec := httptest.NewRecorder()
+		c.h.ServeHTTP(rec, httptest.NewRequest("GET", c.path, nil))
+		body := rec.Body.String()
+		if rec.Code != c.status || !strings.HasPrefix(rec.Header().Get("Content-Type"), c.ctype) || !strings.Contains(strings.ToLower(body), strings.ToLower(c.has)) {
+			t.Errorf("%s: %d %q (has %q: %v)", c.path, rec.Code, rec.Header().Get("Content-Type"), c.has, strings.Contains(body, c.has))
+		}
+	}
+}

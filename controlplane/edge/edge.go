@@ -46,12 +46,12 @@ type Options struct {
 	Domain string
 	// Landing serves the platform landing page on the bare domain. Nil means a plain-text page.
 	Landing http.Handler
-	// NotFound serves the "tenant not found" page for unknown hosts. The router answers 404
-	// whatever the handler sets: a 200 status (explicit or implicit) is sent as 404. Nil means a
-	// JSON error body with code "not_found".
+	// NotFound serves every request for an unknown host; it sets its own status (404 for the
+	// page, 200 for the static files the page loads). Nil means a JSON error body with code
+	// "not_found" and status 404.
 	NotFound http.Handler
-	// Paused serves the page for suspended tenants. A 200 status is sent as 410 Gone. Nil means
-	// a JSON error body with code "forbidden" and status 410.
+	// Paused serves every request for a suspended tenant, setting its own status (410 for the
+	// page). Nil means a JSON error body with code "suspended" and status 410.
 	Paused http.Handler
 	// Logger receives JSON logs of route swaps and proxy failures. Nil means slog.Default().
 	Logger *slog.Logger
@@ -109,7 +109,7 @@ func New(opts Options) *Router {
 	}
 	if r.paused == nil {
 		r.paused = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			writeError(w, http.StatusGone, "forbidden", "tenant paused", newRequestID())
+			writeError(w, http.StatusGone, "suspended", "this tenant is suspended", newRequestID())
 		})
 	}
 	r.transport = &http.Transport{
@@ -175,9 +175,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	e := r.table.Load().hosts[host]
 	switch {
 	case e == nil:
-		r.notFound.ServeHTTP(&statusWriter{ResponseWriter: w, status: http.StatusNotFound}, req)
+		r.notFound.ServeHTTP(w, req)
 	case e.route.State == traefik.StateSuspended:
-		r.paused.ServeHTTP(&statusWriter{ResponseWriter: w, status: http.StatusGone}, req)
+		r.paused.ServeHTTP(w, req)
 	default:
 		e.proxy.ServeHTTP(w, req)
 	}
@@ -215,38 +215,6 @@ func (r *Router) newProxy(route traefik.Route, target *url.URL) *httputil.Revers
 		},
 	}
 }
-
-// statusWriter turns a 200 status written by a page handler into a fixed error status.
-type statusWriter struct {
-	http.ResponseWriter
-	status      int
-	wroteHeader bool
-}
-
-// WriteHeader sends code, or the fixed status when code is 200.
-func (s *statusWriter) WriteHeader(code int) {
-	if s.wroteHeader {
-		return
-	}
-	if code == http.StatusOK {
-		code = s.status
-	}
-	if code >= 200 {
-		s.wroteHeader = true
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-// Write sends the fixed status first if the handler has not written a header yet.
-func (s *statusWriter) Write(p []byte) (int, error) {
-	if !s.wroteHeader {
-		s.WriteHeader(http.StatusOK)
-	}
-	return s.ResponseWriter.Write(p)
-}
-
-// Unwrap exposes the underlying writer to http.ResponseController.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // errorBody is the error shape shared by every Atende HTTP surface.
 type errorBody struct {

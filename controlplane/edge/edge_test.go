@@ -79,10 +79,11 @@ func newBackend(t *testing.T, name string, release <-chan struct{}) *httptest.Se
 	return srv
 }
 
-// page returns a handler that writes body with an implicit 200, as a template page would.
-func page(body string) http.Handler {
+// page returns a handler that writes body with status, as a platform page handler does.
+func page(status int, body string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(status)
 		_, _ = io.WriteString(w, body)
 	})
 }
@@ -106,9 +107,9 @@ func newFixture(t *testing.T, release <-chan struct{}) *fixture {
 	}
 	f.router = New(Options{
 		Domain:   "localhost",
-		Landing:  page("landing"),
-		NotFound: page("tenant not found"),
-		Paused:   page("paused"),
+		Landing:  page(http.StatusOK, "landing"),
+		NotFound: page(http.StatusNotFound, "tenant not found"),
+		Paused:   page(http.StatusGone, "paused"),
 		Logger:   logger,
 	})
 	f.router.SetRoutes([]traefik.Route{
@@ -351,7 +352,7 @@ func TestDefaultPages(t *testing.T) {
 	}{
 		{"localhost:8080", 200, ""},
 		{"nope.localhost", 404, "not_found"},
-		{"initech.localhost", 410, "forbidden"},
+		{"initech.localhost", 410, "suspended"},
 	}
 	for _, tt := range tests {
 		rec := httptest.NewRecorder()

@@ -150,9 +150,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 	}
 	edgeURL := "http://" + hostPort(cfg.Domain, publicPort)
 	pageData := templates.Data{Title: "Atende", Domain: cfg.Domain, EdgeURL: edgeURL}
-	notFound := templates.Handler("notfound.html", http.StatusNotFound, pageData)
-	paused := templates.Handler("paused.html", http.StatusGone, pageData)
-	router := edge.New(edge.Options{Domain: cfg.Domain, Landing: templates.Handler("landing.html", http.StatusOK, pageData),
+	notFound := templates.PlatformHandler("notfound.html", http.StatusNotFound, "not_found", "tenant not found", pageData)
+	paused := templates.PlatformHandler("paused.html", http.StatusGone, "suspended", "this tenant is suspended", pageData)
+	landing := templates.PlatformHandler("landing.html", http.StatusOK, "not_found", "no tenant on this host", pageData)
+	router := edge.New(edge.Options{Domain: cfg.Domain, Landing: landing,
 		NotFound: notFound, Paused: paused, Logger: log.With("component", "edge")})
 
 	// Traefik's fallback and paused services point at the edge router, which answers the
@@ -311,8 +312,23 @@ func printBanner(out io.Writer, edgeURL, apiURL, tokenPath string, dev *devCrede
 		fmt.Fprintf(out, "  dev agent         %s / %s\n", dev.Agent.Email, dev.Agent.Password)
 		fmt.Fprintf(out, "  (also in %s)\n", devPath)
 	}
-	fmt.Fprintf(out, "  new tenant        bin/ctl tenant create acme --name \"Acme\" --admin-email admin@acme.test\n")
+	fmt.Fprintf(out, "  new tenant        %sbin/ctl tenant create acme --name \"Acme\" --admin-email admin@acme.test\n", ctlEnv(apiURL, tokenPath))
 	fmt.Fprintf(out, "Press Ctrl-C to stop.\n\n")
+}
+
+// ctlEnv returns the environment ctl needs in front of a command when this control plane does
+// not run at ctl's defaults (API http://127.0.0.1:8081, token under ./.atende), e.g.
+// "ATENDE_API=http://127.0.0.1:18081 ".
+func ctlEnv(apiURL, tokenPath string) string {
+	var env string
+	if apiURL != "http://127.0.0.1:8081" {
+		env += "ATENDE_API=" + apiURL + " "
+	}
+	dataDir, _ := filepath.Abs(filepath.Dir(tokenPath))
+	if def, _ := filepath.Abs(".atende"); dataDir != def {
+		env += "ATENDE_DATA_DIR=" + dataDir + " "
+	}
+	return env
 }
 
 // tenantPattern turns "http://localhost:8080" into "http://<key>.localhost:8080".
