@@ -3,7 +3,8 @@
 // expiry checks, objects stored as files under a directory.
 //
 // versitygw allows one embedded gateway per process (it keeps package-level state), so a process
-// starts at most one Server.
+// starts at most one Server. Its posix backend also changes the process's working directory to
+// the objects directory (os.Chdir in posix.New): resolve every relative path before Start.
 package versity
 
 import (
