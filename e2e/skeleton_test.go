@@ -283,6 +283,25 @@ func TestWalkingSkeleton(t *testing.T) {
 		}
 	})
 
+	t.Run("login throttling holds when the client rotates X-Forwarded-For", func(t *testing.T) {
+		statuses := map[int]int{}
+		for i := 0; i < 15; i++ {
+			req, _ := http.NewRequest("POST", s.edge+"/api/auth/login", strings.NewReader(`{"email":"guesser@globex.test","password":"guess"}`))
+			req.Host = s.host("globex")
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-Forwarded-For", fmt.Sprintf("203.0.113.%d", i+1))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			statuses[resp.StatusCode]++
+		}
+		if statuses[401] != 10 || statuses[429] != 5 {
+			t.Fatalf("15 guesses with rotating X-Forwarded-For: %v, want 10 × 401 then 5 × 429", statuses)
+		}
+	})
+
 	t.Run("unknown subdomain gets 404 and the bare host the landing page", func(t *testing.T) {
 		if st, _ := s.on("nosuchtenant", "GET", "/", "", nil, nil); st != 404 {
 			t.Errorf("unknown tenant: %d, want 404", st)

@@ -17,9 +17,10 @@ import (
 // templates package.
 func (s *Server) pageRoutes() {
 	data := templates.Data{TenantID: s.cfg.TenantID, TenantKey: s.cfg.TenantKey, TenantName: s.svc.PublicSettings().Name, PublicURL: s.cfg.PublicURL}
-	page := func(name, title string) fiber.Handler {
+	page := func(name, title, frameAncestors string) fiber.Handler {
 		d := data
 		d.Title = title
+		csp := pageCSP(s.cfg.S3PublicEndpoint, frameAncestors)
 		return func(c *fiber.Ctx) error {
 			var buf bytes.Buffer
 			if err := templates.Render(&buf, name, d); err != nil {
@@ -27,13 +28,16 @@ func (s *Server) pageRoutes() {
 			}
 			c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 			c.Set(fiber.HeaderCacheControl, "no-store")
+			c.Set(fiber.HeaderContentSecurityPolicy, csp)
 			return c.Send(buf.Bytes())
 		}
 	}
 	s.app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/console", fiber.StatusFound) })
-	s.app.Get("/console", page("console.html", "Console"))
-	s.app.Get("/widget-demo", page("widget-demo.html", "Widget demo"))
-	s.app.Get("/admin", page("admin.html", "Admin"))
+	// Staff pages may not be framed at all (clickjacking); the demo page stands in for the
+	// tenant's own site and may frame itself.
+	s.app.Get("/console", page("console.html", "Console", "'none'"))
+	s.app.Get("/widget-demo", page("widget-demo.html", "Widget demo", "'self'"))
+	s.app.Get("/admin", page("admin.html", "Admin", "'none'"))
 	// send answers with b as a file of content type ct that browsers revalidate before each use.
 	send := func(c *fiber.Ctx, ct string, b []byte) error {
 		c.Set(fiber.HeaderContentType, ct)

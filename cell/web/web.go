@@ -73,6 +73,12 @@ func New(cfg cell.Config, svc *service.Service, log *slog.Logger) *Server {
 		Immutable:   true,
 		ReadTimeout: 30 * time.Second,
 		IdleTimeout: 120 * time.Second,
+		// The client IP (rate limits, audit) is the first X-Forwarded-For entry, believed only
+		// from TrustedProxies.
+		ProxyHeader:             fiber.HeaderXForwardedFor,
+		EnableTrustedProxyCheck: true,
+		TrustedProxies:          TrustedProxies,
+		EnableIPValidation:      true,
 	})
 	s.routes()
 	return s
@@ -99,6 +105,7 @@ func (s *Server) routes() {
 		return c.JSON(fiber.Map{"status": "ok"})
 	})
 	a.Use(s.checkHost)
+	a.Use(securityHeaders())
 	a.Use(cors.New(cors.Config{
 		AllowOriginsFunc: func(origin string) bool { return slices.Contains(s.origins, origin) },
 		AllowMethods:     "GET,POST,PUT,DELETE,OPTIONS",
@@ -108,24 +115,24 @@ func (s *Server) routes() {
 	s.pageRoutes()
 
 	api := a.Group("/api")
-	api.Post("/auth/login", s.login)
-	api.Post("/auth/refresh", s.refresh)
-	api.Post("/visitor/session", s.visitorSession)
+	api.Post("/auth/login", rateLimit(LimitLoginIP), rateLimit(LimitLoginAccount), s.login)
+	api.Post("/auth/refresh", rateLimit(LimitLoginIP), s.refresh)
+	api.Post("/visitor/session", rateLimit(LimitVisitorSession), s.visitorSession)
 	api.Get("/settings/public", s.publicSettings)
 
 	authed := api.Group("", s.authenticate)
 	authed.Post("/auth/logout", s.logout)
 	authed.Get("/auth/me", s.me)
 	authed.Post("/ws-ticket", s.wsTicket)
-	authed.Post("/chats", s.openChat)
+	authed.Post("/chats", rateLimit(LimitChatCreate), s.openChat)
 	authed.Get("/chats", s.listChats)
 	authed.Get("/chats/:id", s.getChat)
 	authed.Get("/chats/:id/messages", s.history)
 	authed.Get("/chat/queue", s.queue)
 	authed.Post("/chat/:id/accept", s.accept)
 	authed.Post("/chat/:id/resolve", s.resolve)
-	authed.Post("/messages", s.sendMessage)
-	authed.Post("/attachments", s.createAttachment)
+	authed.Post("/messages", rateLimit(LimitMessage), s.sendMessage)
+	authed.Post("/attachments", rateLimit(LimitUpload), s.createAttachment)
 	authed.Get("/attachments/:id", s.attachment)
 	authed.Get("/agents", s.listAgents)
 	authed.Post("/agents", s.createAgent)

@@ -14,6 +14,7 @@ import (
 	"atende/cell"
 	"atende/cell/auth"
 	"atende/cell/service"
+	"atende/cell/web"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -344,5 +345,45 @@ func TestInputIsRefusedBeforeAnyQuery(t *testing.T) {
 	}
 	if st := tc.do("POST", "/api/messages", visitor, map[string]string{"chatId": chat.ID, "body": "visitor", "clientMsgId": "shared-1"}, &e); st != 409 {
 		t.Fatalf("visitor reusing the agent's clientMsgId: %d, want 409", st)
+	}
+}
+
+// TestSecurityHeadersAndLoginThrottle: pages cannot be framed, the widget script can be loaded
+// by other sites, and password guessing on one account is throttled without locking out others.
+func TestSecurityHeadersAndLoginThrottle(t *testing.T) {
+	tc := startCell(t, nil)
+	get := func(path string) http.Header {
+		req, _ := http.NewRequest("GET", tc.base+path, nil)
+		req.Host = "acme.localhost:8080"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header
+	}
+	console := get("/console")
+	if csp := console.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "script-src 'self'") {
+		t.Errorf("console CSP %q", csp)
+	}
+	if console.Get("X-Frame-Options") != "DENY" || console.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("console headers: XFO %q nosniff %q", console.Get("X-Frame-Options"), console.Get("X-Content-Type-Options"))
+	}
+	if w := get("/widget.js"); w.Get("Cross-Origin-Resource-Policy") != "cross-origin" || !strings.HasPrefix(w.Get("Content-Type"), "text/javascript") {
+		t.Errorf("widget.js: CORP %q type %q", w.Get("Cross-Origin-Resource-Policy"), w.Get("Content-Type"))
+	}
+	var e apiError
+	limit := web.LimitLoginAccount.PerMinute
+	for i := 1; i <= limit+1; i++ {
+		st := tc.do("POST", "/api/auth/login", "", map[string]string{"email": "admin@acme.test", "password": "wrong-password"}, &e)
+		if i <= limit && st != 401 {
+			t.Fatalf("attempt %d: %d, want 401", i, st)
+		}
+		if i > limit && (st != 429 || e.Error.Code != cell.ERateLimited) {
+			t.Fatalf("attempt %d: %d %q, want 429 rate_limited", i, st, e.Error.Code)
+		}
+	}
+	if st := tc.do("POST", "/api/auth/login", "", map[string]string{"email": "other@acme.test", "password": "x"}, nil); st != 401 {
+		t.Fatalf("another account from the same address: %d, want 401 (not throttled)", st)
 	}
 }
