@@ -6,10 +6,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
-
 	"sync"
 	"testing"
 	"time"
+
+	"atende/cell/web"
 )
 
 type session struct {
@@ -126,14 +127,18 @@ func TestWalkingSkeleton(t *testing.T) {
 		agentWS.send(map[string]any{"type": "join-chat", "chatId": c.ID})
 		agentWS.next("joined", 5*time.Second)
 		const n = 200
+		// Both sides send concurrently, each paced under the per-connection frame rate.
+		pace := time.Second / (web.FrameRate - 10)
 		go func() {
 			for i := 0; i < n; i++ {
 				visitorWS.send(map[string]any{"type": "send-message", "chatId": c.ID, "body": fmt.Sprint("v", i), "clientMsgId": fmt.Sprint("v-", i), "ref": fmt.Sprint("v", i)})
+				time.Sleep(pace)
 			}
 		}()
 		go func() {
 			for i := 0; i < n; i++ {
 				agentWS.send(map[string]any{"type": "send-message", "chatId": c.ID, "body": fmt.Sprint("a", i), "clientMsgId": fmt.Sprint("a-", i), "ref": fmt.Sprint("a", i)})
+				time.Sleep(pace)
 			}
 		}()
 		for name, ws := range map[string]*wsClient{"visitor": visitorWS, "agent": agentWS} {

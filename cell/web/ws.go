@@ -12,12 +12,17 @@ import (
 
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
+	"golang.org/x/time/rate"
 )
 
 // WebSocket limits.
 const (
 	// MaxFrameBytes is the largest client frame accepted (64 KB); a larger one closes the socket.
 	MaxFrameBytes = 64 << 10
+	// FrameRate and FrameBurst bound the frames one connection may send: FrameRate per second
+	// sustained, FrameBurst at once. Frames beyond it are refused with rate_limited.
+	FrameRate  = 50
+	FrameBurst = 100
 	// pongWait is how long a silent connection lives; the server pings every pingPeriod.
 	pongWait   = 60 * time.Second
 	pingPeriod = 25 * time.Second
@@ -128,12 +133,17 @@ func (s *Server) serveSocket(conn *websocket.Conn, p cell.Principal) {
 	conn.SetReadLimit(MaxFrameBytes)
 	_ = conn.SetReadDeadline(time.Now().Add(pongWait))
 	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(pongWait)) })
+	limit := rate.NewLimiter(FrameRate, FrameBurst)
 	for {
 		_, data, err := conn.ReadMessage()
 		if err != nil {
 			break
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(pongWait))
+		if !limit.Allow() {
+			replyError(client, "", cell.Errorf(cell.ERateLimited, "more than %d frames per second on this connection", FrameRate))
+			continue
+		}
 		s.handleFrame(client, p, data)
 	}
 	hub.Remove(client)

@@ -11,6 +11,7 @@ import (
 	"atende/cell"
 	"atende/cell/auth"
 	"atende/cell/service"
+	"atende/cell/web"
 
 	"github.com/fasthttp/websocket"
 )
@@ -213,5 +214,40 @@ func TestLogoutAndRemovalEndSessionsAndSockets(t *testing.T) {
 	var e apiError
 	if st := tc.do("POST", "/api/auth/refresh", "", map[string]string{"refreshToken": other.RefreshToken}, &e); st != 401 {
 		t.Fatalf("refresh of a removed agent: %d, want 401", st)
+	}
+}
+
+// TestFrameRateIsBoundedPerConnection: a flood of frames is refused past the burst, and the
+// connection stays usable.
+func TestFrameRateIsBoundedPerConnection(t *testing.T) {
+	tc := startCell(t, nil)
+	conn, _ := tc.dial(t, tc.token(auth.TypeAccess, "agent-1", cell.RoleAgent), "")
+	const n = web.FrameBurst + 50
+	for i := 0; i < n; i++ {
+		send(t, conn, map[string]any{"type": "ping", "ref": fmt.Sprint(i)})
+	}
+	pongs, limited := 0, 0
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for pongs+limited < n {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f wsFrame
+		json.Unmarshal(data, &f)
+		switch {
+		case f.Type == "pong":
+			pongs++
+		case f.Type == "error" && f.Code == cell.ERateLimited:
+			limited++
+		}
+	}
+	if pongs < web.FrameBurst || pongs > web.FrameBurst+10 || limited == 0 {
+		t.Fatalf("%d pongs and %d refusals for %d frames, want about %d pongs", pongs, limited, n, web.FrameBurst)
+	}
+	time.Sleep(100 * time.Millisecond)
+	send(t, conn, map[string]any{"type": "ping", "ref": "after"})
+	if f := next(t, conn, "pong"); f.Ref != "after" {
+		t.Fatalf("after the flood: %+v", f)
 	}
 }
