@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"strings"
 	"time"
@@ -103,6 +104,23 @@ func (b *Blob) PresignGet(ctx context.Context, key, filename, contentType string
 		return "", fmt.Errorf("s3blob: presign get: %w", err)
 	}
 	return req.URL, nil
+}
+
+// Head returns the first n bytes of key (fewer if the object is shorter), or not_found.
+func (b *Blob) Head(ctx context.Context, key string, n int) ([]byte, error) {
+	if !b.owns(key) {
+		return nil, cell.Errorf(cell.EForbidden, "key outside the tenant prefix")
+	}
+	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key), Range: aws.String(fmt.Sprintf("bytes=0-%d", n-1))})
+	if err != nil {
+		var apiErr smithy.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode() == "NotFound" || apiErr.ErrorCode() == "NoSuchKey") {
+			return nil, cell.Errorf(cell.ENotFound, "the file was not uploaded")
+		}
+		return nil, fmt.Errorf("s3blob: get: %w", err)
+	}
+	defer out.Body.Close()
+	return io.ReadAll(io.LimitReader(out.Body, int64(n)))
 }
 
 // Size returns the stored size of key in bytes, or not_found if nothing was uploaded there.

@@ -58,6 +58,9 @@ func (s *Service) SendMessage(ctx context.Context, p cell.Principal, in SendInpu
 		} else if size != att.Size {
 			return cell.Message{}, false, cell.Errorf(cell.EInvalid, "the uploaded file is %d bytes, %d were announced", size, att.Size)
 		}
+		if err := s.checkMagic(ctx, att); err != nil {
+			return cell.Message{}, false, err
+		}
 		msg.Attachment = att.Ref()
 	}
 	replayed, err := s.append(ctx, p, &msg)

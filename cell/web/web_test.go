@@ -387,3 +387,38 @@ func TestSecurityHeadersAndLoginThrottle(t *testing.T) {
 		t.Fatalf("another account from the same address: %d, want 401 (not throttled)", st)
 	}
 }
+
+// TestUploadsAreCheckedByMagicBytes: a file announced as PNG must be a PNG.
+func TestUploadsAreCheckedByMagicBytes(t *testing.T) {
+	tc := startCell(t, nil)
+	visitor, chat := tc.newVisitorChat("files")
+	for _, c := range []struct {
+		name, ct string
+		body     []byte
+		want     int
+	}{
+		{"html as png", "image/png", []byte("<html><script>alert(1)</script></html>"), 400},
+		{"text as pdf", "application/pdf", []byte("just some text, not a PDF"), 400},
+		{"real png", "image/png", append([]byte{0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}, make([]byte, 64)...), 201},
+		{"real text", "text/plain", []byte("hello, plain text"), 201},
+	} {
+		body := c.body
+		var up service.Upload
+		if st := tc.do("POST", "/api/attachments", visitor, map[string]any{"chatId": chat.ID, "filename": "f", "contentType": c.ct, "size": len(body)}, &up); st != 201 {
+			t.Fatalf("%s: announce %d", c.name, st)
+		}
+		req, _ := http.NewRequest("PUT", up.UploadURL, bytes.NewReader(body))
+		for k, v := range up.UploadHeaders {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: PUT %v %v", c.name, err, resp.Status)
+		}
+		resp.Body.Close()
+		var e apiError
+		if st := tc.do("POST", "/api/messages", visitor, map[string]string{"chatId": chat.ID, "clientMsgId": "m-" + strings.ReplaceAll(c.name, " ", "-"), "attachmentId": up.AttachmentID}, &e); st != c.want {
+			t.Fatalf("%s: message with attachment %d (%s), want %d", c.name, st, e.Error.Message, c.want)
+		}
+	}
+}
