@@ -170,3 +170,25 @@ func hasRole(roles []string, role string) bool {
 	}
 	return false
 }
+
+// Audit outcomes.
+const (
+	OutcomeOK     = "ok"
+	OutcomeDenied = "denied"
+	OutcomeFailed = "failed"
+)
+
+// AuditEntry records who did what to which target, when, from where and how it ended: logins,
+// role and agent changes, settings changes, exports, and every denied cross-tenant or
+// unauthorized attempt. Detail never holds secrets or message bodies.
+type AuditEntry struct {
+	ID       string    `json:"id" bson:"_id"`
+	TenantID string    `json:"-" bson:"tenantId"`
+	At       time.Time `json:"at" bson:"at"`
+	Actor    Author    `json:"actor" bson:"actor"`
+	Action   string    `json:"action" bson:"action"`
+	Target   string    `json:"target,omitempty" bson:"target,omitempty"`
+	Outcome  string    `json:"outcome" bson:"outcome"`
+	IP       string    `json:"ip,omitempty" bson:"ip,omitempty"`
+	Detail   string    `json:"detail,omitempty" bson:"detail,omitempty"`
+}

@@ -413,6 +413,23 @@ func (s *Store) Attachment(ctx context.Context, id string) (cell.Attachment, err
 	return a, err
 }
 
+// InsertAudit stores one audit entry.
+func (s *Store) InsertAudit(ctx context.Context, e *cell.AuditEntry) error {
+	e.TenantID = s.tenantID
+	return s.insert(ctx, s.audit, e, "audit entry")
+}
+
+// AuditLog returns the tenant's newest audit entries, at most limit, newest first (sorted in Go:
+// FerretDB v1 sorts by scanning the collection anyway).
+func (s *Store) AuditLog(ctx context.Context, limit int) ([]cell.AuditEntry, error) {
+	entries, err := findAll[cell.AuditEntry](ctx, s, s.audit, "audit log")
+	sort.Slice(entries, func(i, j int) bool { return entries[i].At.After(entries[j].At) })
+	if len(entries) > limit {
+		entries = entries[:limit]
+	}
+	return entries, err
+}
+
 // InsertSession stores a refresh-token session.
 func (s *Store) InsertSession(ctx context.Context, sess *cell.Session) error {
 	sess.TenantID = s.tenantID

@@ -21,19 +21,27 @@ type Tokens struct {
 // disabled user all answer the same unauthorized error after the same bcrypt work.
 func (s *Service) Login(ctx context.Context, email, password string) (Tokens, error) {
 	bad := cell.Errorf(cell.EUnauthorized, "wrong email or password")
+	denied := func() (Tokens, error) {
+		s.Audit(ctx, cell.AuditEntry{Actor: cell.Author{Role: "anonymous"}, Action: "auth.login", Target: strings.ToLower(strings.TrimSpace(email)), Outcome: cell.OutcomeDenied})
+		return Tokens{}, bad
+	}
 	u, err := s.store.UserByEmail(ctx, strings.TrimSpace(email))
 	if cell.ErrorCode(err) == cell.ENotFound {
 		auth.BurnPasswordCheck(password)
-		return Tokens{}, bad
+		return denied()
 	}
 	if err != nil {
 		return Tokens{}, err
 	}
 	if !auth.CheckPassword(u.PasswordHash, password) || u.Disabled {
-		return Tokens{}, bad
+		return denied()
 	}
 	sess := cell.Session{ID: auth.RandomID(), UserID: u.ID, CreatedAt: s.now(), ExpiresAt: s.now().Add(auth.RefreshTTL)}
-	return s.issuePair(ctx, u, &sess, true)
+	tokens, err := s.issuePair(ctx, u, &sess, true)
+	if err == nil {
+		s.Audit(ctx, cell.AuditEntry{Actor: cell.Author{Role: strings.Join(u.Roles, ","), ID: u.ID, Name: u.Name}, Action: "auth.login", Target: u.ID, Outcome: cell.OutcomeOK})
+	}
+	return tokens, err
 }
 
 // issuePair signs an access and a refresh token for u in sess and records the refresh token's
@@ -77,6 +85,7 @@ func (s *Service) Refresh(ctx context.Context, token string) (Tokens, error) {
 	} else if !won || sess.CurrentJTI != claims.ID {
 		_ = s.store.RevokeSession(ctx, sess.ID)
 		s.log.Warn("refresh token reuse; session family revoked", "sessionId", sess.ID)
+		s.Audit(ctx, cell.AuditEntry{Actor: cell.Author{Role: cell.RoleAgent, ID: claims.Subject}, Action: "auth.refresh-reuse", Target: sess.ID, Outcome: cell.OutcomeDenied, Detail: "session family revoked"})
 		return Tokens{}, denied
 	}
 	u, err := s.store.User(ctx, claims.Subject)
@@ -97,6 +106,7 @@ func (s *Service) Logout(ctx context.Context, p cell.Principal) error {
 		err = nil
 	}
 	s.hub.Disconnect(func(c *realtime.Client) bool { return c.SessionID == p.SessionID }, "logged out")
+	s.Audit(ctx, cell.AuditEntry{Actor: p.Author(), Action: "auth.logout", Target: p.SessionID, Outcome: cell.OutcomeOK})
 	return err
 }
 
@@ -251,6 +261,7 @@ func (s *Service) CreateAgent(ctx context.Context, p cell.Principal, email, name
 		}
 		return AgentCreated{}, err
 	}
+	s.Audit(ctx, cell.AuditEntry{Actor: p.Author(), Action: "agent.create", Target: u.ID, Outcome: cell.OutcomeOK, Detail: "roles " + strings.Join(u.Roles, ",")})
 	return AgentCreated{Agent: u, Password: generated}, nil
 }
 
@@ -274,6 +285,7 @@ func (s *Service) DeleteAgent(ctx context.Context, p cell.Principal, id string) 
 		return err
 	}
 	s.hub.Disconnect(func(c *realtime.Client) bool { return c.Subject == id }, "account removed")
+	s.Audit(ctx, cell.AuditEntry{Actor: p.Author(), Action: "agent.delete", Target: id, Outcome: cell.OutcomeOK})
 	return nil
 }
 

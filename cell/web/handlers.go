@@ -311,3 +311,11 @@ func (s *Server) deleteAgent(c *fiber.Ctx) error {
 	}
 	return c.SendStatus(http.StatusNoContent)
 }
+
+func (s *Server) auditLog(c *fiber.Ctx) error {
+	entries, err := s.svc.AuditLog(c.UserContext(), principal(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"entries": entries})
+}

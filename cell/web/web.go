@@ -20,6 +20,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/cors"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/gofiber/fiber/v2/middleware/requestid"
+	"golang.org/x/time/rate"
 )
 
 // BodyLimit is the largest request body accepted, in bytes (files go straight to S3).
@@ -33,7 +34,12 @@ type Server struct {
 	log     *slog.Logger
 	hosts   map[string]bool
 	origins []string
+	// deniedAudits bounds audit writes for refused requests (deniedAuditRate per second).
+	deniedAudits *rate.Limiter
 }
+
+// deniedAuditRate is how many refused requests per second a cell writes to its audit log.
+const deniedAuditRate = 20
 
 // statusOf is the one code → HTTP status map of the cell (API.md "Errors").
 var statusOf = map[string]int{
@@ -56,7 +62,7 @@ var codeOfStatus = map[int]string{
 // New builds the app. Origins allowed for CORS and WebSockets are the origin of cfg.PublicURL
 // plus cfg.AllowedOrigins, compared exactly.
 func New(cfg cell.Config, svc *service.Service, log *slog.Logger) *Server {
-	s := &Server{svc: svc, cfg: cfg, log: log, hosts: map[string]bool{}}
+	s := &Server{svc: svc, cfg: cfg, log: log, hosts: map[string]bool{}, deniedAudits: rate.NewLimiter(deniedAuditRate, deniedAuditRate)}
 	for _, h := range cfg.Hosts {
 		s.hosts[strings.ToLower(h)] = true
 	}
@@ -104,6 +110,10 @@ func (s *Server) routes() {
 		}
 		return c.JSON(fiber.Map{"status": "ok"})
 	})
+	a.Use(func(c *fiber.Ctx) error {
+		c.SetUserContext(service.WithClientIP(c.UserContext(), c.IP()))
+		return c.Next()
+	})
 	a.Use(s.checkHost)
 	a.Use(securityHeaders())
 	a.Use(cors.New(cors.Config{
@@ -137,6 +147,7 @@ func (s *Server) routes() {
 	authed.Get("/agents", s.listAgents)
 	authed.Post("/agents", s.createAgent)
 	authed.Delete("/agents/:id", s.deleteAgent)
+	authed.Get("/audit", s.auditLog)
 
 	a.Get("/ws", s.upgrade, s.websocket())
 }
@@ -176,6 +187,21 @@ func principal(c *fiber.Ctx) cell.Principal {
 	return p
 }
 
+// auditDenied records a refused request (a wrong Host, a foreign or invalid token, a missing
+// role), at most deniedAuditRate per second per cell so a flood of bad requests cannot turn into
+// a flood of writes; the rest are counted in the log only.
+func (s *Server) auditDenied(c *fiber.Ctx, code, msg string) {
+	if !s.deniedAudits.Allow() {
+		return
+	}
+	actor := cell.Author{Role: "anonymous"}
+	if p := principal(c); p.Subject != "" {
+		actor = p.Author()
+	}
+	s.svc.Audit(c.UserContext(), cell.AuditEntry{Actor: actor, Action: "request.denied", Target: c.Method() + " " + c.Path(),
+		Outcome: cell.OutcomeDenied, Detail: code + ": " + msg + " (host " + string(c.Request().Host()) + ")"})
+}
+
 // errorBody is the JSON error shape of API.md.
 type errorBody struct {
 	Error errorDetail `json:"error"`
@@ -205,6 +231,9 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 		status = fe.Code
 	}
 	rid, _ := c.Locals("requestid").(string)
+	if code == cell.EUnauthorized || code == cell.EForbidden || code == cell.EMisdirected {
+		s.auditDenied(c, code, msg)
+	}
 	if status >= 500 {
 		s.log.Error("request failed", "requestId", rid, "method", c.Method(), "path", c.Path(), "error", err)
 	}

@@ -422,3 +422,38 @@ func TestUploadsAreCheckedByMagicBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditLog: logins (both outcomes), agent changes and denied requests are recorded with
+// the caller's address, and only tenant-admins read them.
+func TestAuditLog(t *testing.T) {
+	tc := startCell(t, nil)
+	tc.do("POST", "/api/auth/login", "", map[string]string{"email": "admin@acme.test", "password": "wrong-password"}, nil)
+	var admin service.Tokens
+	if st := tc.do("POST", "/api/auth/login", "", map[string]string{"email": "admin@acme.test", "password": "admin-password-1"}, &admin); st != 200 {
+		t.Fatalf("login: %d", st)
+	}
+	tc.do("POST", "/api/agents", admin.AccessToken, map[string]string{"email": "new@acme.test", "password": "agent-password"}, nil)
+	doReq(t, tc.base, "globex.localhost:8080", "GET", "/api/chat/queue", admin.AccessToken, nil, nil) // 421
+	var log struct {
+		Entries []cell.AuditEntry `json:"entries"`
+	}
+	if st := tc.do("GET", "/api/audit", admin.AccessToken, nil, &log); st != 200 {
+		t.Fatalf("audit: %d", st)
+	}
+	want := map[string]string{"auth.login/denied": "", "auth.login/ok": "", "agent.create/ok": "", "request.denied/denied": ""}
+	for _, e := range log.Entries {
+		key := e.Action + "/" + e.Outcome
+		if _, ok := want[key]; ok {
+			want[key] = e.IP
+		}
+	}
+	for key, ip := range want {
+		if ip != "127.0.0.1" {
+			t.Errorf("audit entry %s: ip %q (missing or without address)", key, ip)
+		}
+	}
+	visitor, _ := tc.newVisitorChat("hi")
+	if st := tc.do("GET", "/api/audit", visitor, nil, nil); st != 403 {
+		t.Fatalf("visitor reading the audit log: %d, want 403", st)
+	}
+}
