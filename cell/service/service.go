@@ -70,6 +70,9 @@ func New(cfg cell.Config, store *mongodb.Store, blob *s3blob.Blob, hub *realtime
 // Hub returns the realtime hub the service publishes to.
 func (s *Service) Hub() *realtime.Hub { return s.hub }
 
+// ForeignReads returns how many point reads found another tenant's document (expected 0).
+func (s *Service) ForeignReads() int64 { return s.store.ForeignReads() }
+
 // Ready checks the database answers.
 func (s *Service) Ready(ctx context.Context) error { return s.store.Ping(ctx) }
 

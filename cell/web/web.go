@@ -36,6 +36,7 @@ type Server struct {
 	origins []string
 	// deniedAudits bounds audit writes for refused requests (deniedAuditRate per second).
 	deniedAudits *rate.Limiter
+	metrics      *metrics
 }
 
 // deniedAuditRate is how many refused requests per second a cell writes to its audit log.
@@ -62,7 +63,8 @@ var codeOfStatus = map[int]string{
 // New builds the app. Origins allowed for CORS and WebSockets are the origin of cfg.PublicURL
 // plus cfg.AllowedOrigins, compared exactly.
 func New(cfg cell.Config, svc *service.Service, log *slog.Logger) *Server {
-	s := &Server{svc: svc, cfg: cfg, log: log, hosts: map[string]bool{}, deniedAudits: rate.NewLimiter(deniedAuditRate, deniedAuditRate)}
+	s := &Server{svc: svc, cfg: cfg, log: log, hosts: map[string]bool{}, deniedAudits: rate.NewLimiter(deniedAuditRate, deniedAuditRate),
+		metrics: newMetrics(svc.ForeignReads)}
 	for _, h := range cfg.Hosts {
 		s.hosts[strings.ToLower(h)] = true
 	}
@@ -110,6 +112,7 @@ func (s *Server) routes() {
 		}
 		return c.JSON(fiber.Map{"status": "ok"})
 	})
+	a.Get("/metrics", s.metrics.handler(s.hosts))
 	a.Use(func(c *fiber.Ctx) error {
 		c.SetUserContext(service.WithClientIP(c.UserContext(), c.IP()))
 		return c.Next()
@@ -231,8 +234,12 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 		status = fe.Code
 	}
 	rid, _ := c.Locals("requestid").(string)
+	s.metrics.observeError(code, msg)
 	if code == cell.EUnauthorized || code == cell.EForbidden || code == cell.EMisdirected {
 		s.auditDenied(c, code, msg)
+	}
+	if code == cell.ERateLimited {
+		s.metrics.rateLimited.WithLabelValues(c.Route().Path).Inc()
 	}
 	if status >= 500 {
 		s.log.Error("request failed", "requestId", rid, "method", c.Method(), "path", c.Path(), "error", err)

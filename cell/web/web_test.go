@@ -457,3 +457,24 @@ func TestAuditLog(t *testing.T) {
 		t.Fatalf("visitor reading the audit log: %d, want 403", st)
 	}
 }
+
+// TestMetrics: denied requests are counted; the metrics are not served on the tenant's host.
+func TestMetrics(t *testing.T) {
+	tc := startCell(t, nil)
+	doReq(t, tc.base, "globex.localhost", "GET", "/api/chat/queue", "", nil, nil) // 421
+	if st := tc.do("GET", "/metrics", "", nil, nil); st != 404 {
+		t.Fatalf("metrics on the tenant host: %d, want 404", st)
+	}
+	req, _ := http.NewRequest("GET", tc.base+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`atende_cell_requests_denied_total{reason="misdirected"} 1`, "atende_cell_store_foreign_reads_total 0"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}

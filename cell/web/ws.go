@@ -120,6 +120,8 @@ func (s *Server) websocket() fiber.Handler {
 // this goroutine reading and handling frames until the peer leaves or the hub drops it.
 func (s *Server) serveSocket(conn *websocket.Conn, p cell.Principal) {
 	hub := s.svc.Hub()
+	s.metrics.sockets.Inc()
+	defer s.metrics.sockets.Dec()
 	client := realtime.NewClient(p.Subject, p.SessionID)
 	defer hub.Remove(client)
 	if p.IsStaff() {
@@ -141,6 +143,7 @@ func (s *Server) serveSocket(conn *websocket.Conn, p cell.Principal) {
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(pongWait))
 		if !limit.Allow() {
+			s.metrics.rateLimited.WithLabelValues("ws-frame").Inc()
 			replyError(client, "", cell.Errorf(cell.ERateLimited, "more than %d frames per second on this connection", FrameRate))
 			continue
 		}
