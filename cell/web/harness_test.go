@@ -74,6 +74,8 @@ type testCell struct {
 	base      string // http://127.0.0.1:port
 	authority *auth.Authority
 	cpKey     ed25519.PrivateKey
+	srv       *web.Server
+	store     *mongodb.Store
 }
 
 func freeAddr(t *testing.T) string {
@@ -133,7 +135,7 @@ func startCell(t *testing.T, mutate func(*cell.Config)) *testCell {
 		stopRun()
 		store.Close(context.Background())
 	})
-	tc := &testCell{t: t, cfg: cfg, base: "http://" + addr, authority: authority, cpKey: cpKey}
+	tc := &testCell{t: t, cfg: cfg, base: "http://" + addr, authority: authority, cpKey: cpKey, srv: srv, store: store}
 	for i := 0; ; i++ {
 		if resp, err := http.Get(tc.base + "/healthz"); err == nil {
 			resp.Body.Close()

@@ -11,14 +11,12 @@ package web_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -33,8 +31,6 @@ import (
 	"atende/cell"
 	"atende/cell/auth"
 	"atende/cell/mongodb"
-	"atende/cell/realtime"
-	"atende/cell/s3blob"
 	"atende/cell/service"
 	"atende/cell/web"
 	"atende/controlplane/versity"
@@ -62,71 +58,15 @@ type mxCell struct {
 	objs  mxObjects
 }
 
-// startMxCell is startCell (harness_test.go) keeping the server and the store.
+// startMxCell starts a cell with startCell and names it for the matrix.
 func startMxCell(t *testing.T, name string, mutate func(*cell.Config)) *mxCell {
 	t.Helper()
-	tenantID := auth.RandomID()
-	_, key, _ := ed25519.GenerateKey(nil)
-	cpPub, cpKey, _ := ed25519.GenerateKey(nil)
-	addr := freeAddr(t)
-	cfg := cell.Config{
-		TenantID: tenantID, TenantKey: "acme", TenantName: "Acme", ListenAddr: addr,
-		Hosts: []string{"acme.localhost"}, PublicURL: "http://acme.localhost:8080",
-		MongoURI: mongoURI, Database: "t_" + tenantID,
-		S3Endpoint: s3Endpoint, S3PublicEndpoint: s3Endpoint, S3Region: versity.Region, S3Bucket: s3Bucket,
-		S3Prefix: "t/" + tenantID + "/", S3AccessKey: s3Access, S3SecretKey: s3Secret,
-		SigningKey: key, SigningKeyID: "k1", ControlPlaneKey: cpPub,
-		PresignTTL: time.Minute, MaxUploadBytes: 1 << 20, UploadContentTypes: cell.DefaultUploadContentTypes,
-	}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	ctx := context.Background()
-	store, err := mongodb.Open(ctx, cfg.MongoURI, cfg.Database, cfg.TenantID)
+	tc := startCell(t, mutate)
+	u, err := url.Parse(tc.cfg.PublicURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
-	blob, err := s3blob.New(s3blob.Config{Endpoint: cfg.S3Endpoint, PublicEndpoint: cfg.S3PublicEndpoint, Region: cfg.S3Region,
-		Bucket: cfg.S3Bucket, Prefix: cfg.S3Prefix, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authority := auth.NewAuthority(cfg.TenantID, cfg.SigningKey, cfg.SigningKeyID, cfg.ControlPlaneKey)
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	svc := service.New(cfg, store, blob, realtime.NewHub(), authority, log)
-	hash, _ := auth.HashPassword("admin-password-1")
-	if err := svc.Bootstrap(ctx, []cell.BootstrapUser{{Email: "admin@acme.test", Roles: []string{cell.RoleTenantAdmin, cell.RoleAgent}, PasswordHash: hash}}); err != nil {
-		t.Fatal(err)
-	}
-	srv := web.New(cfg, svc, log)
-	go srv.Listen(addr)
-	runCtx, stopRun := context.WithCancel(context.Background())
-	go svc.Run(runCtx)
-	t.Cleanup(func() {
-		srv.Shutdown(2 * time.Second)
-		stopRun()
-		store.Close(context.Background())
-	})
-	u, err := url.Parse(cfg.PublicURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &mxCell{testCell: &testCell{t: t, cfg: cfg, base: "http://" + addr, authority: authority, cpKey: cpKey},
-		name: name, srv: srv, store: store, host: u.Host}
-	for i := 0; ; i++ {
-		if resp, err := http.Get(m.base + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 200 {
-			t.Fatal("cell did not come up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return m
+	return &mxCell{testCell: tc, name: name, srv: tc.srv, store: tc.store, host: u.Host}
 }
 
 // call sends a JSON request on the cell's own Host.
