@@ -227,6 +227,16 @@ func (s *Store) ListUsers(ctx context.Context) ([]cell.User, error) {
 	return users, err
 }
 
+// SetUserPassword replaces the user's bcrypt password hash.
+func (s *Store) SetUserPassword(ctx context.Context, id, hash string) error {
+	return s.update(ctx, s.users, id, bson.D{{Key: "$set", Value: bson.D{{Key: "passwordHash", Value: hash}}}}, "user")
+}
+
+// SetUserDisabled disables or re-enables the user (a disabled user cannot log in or refresh).
+func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool) error {
+	return s.update(ctx, s.users, id, bson.D{{Key: "$set", Value: bson.D{{Key: "disabled", Value: disabled}}}}, "user")
+}
+
 // DeleteUser removes the user with id, or returns not_found.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	if _, err := s.User(ctx, id); err != nil {

@@ -312,3 +312,68 @@ func (s *Service) PublicSettings() PublicSettings {
 	return PublicSettings{TenantID: s.cfg.TenantID, Key: s.cfg.TenantKey, Name: name,
 		Branding: Branding{PrimaryColor: "#2563eb", WelcomeText: "Hi! How can we help you today?"}}
 }
+
+// ChangePassword replaces the caller's password after checking the current one. Every session of
+// the user ends (tokens refused, sockets closed) and a fresh session is returned, so only the
+// device that changed the password stays logged in.
+func (s *Service) ChangePassword(ctx context.Context, p cell.Principal, current, next string) (Tokens, error) {
+	if err := requireStaff(p); err != nil {
+		return Tokens{}, err
+	}
+	u, err := s.store.User(ctx, p.Subject)
+	if err != nil {
+		return Tokens{}, err
+	}
+	if !auth.CheckPassword(u.PasswordHash, current) {
+		s.Audit(ctx, cell.AuditEntry{Actor: p.Author(), Action: "auth.password", Target: u.ID, Outcome: cell.OutcomeDenied, Detail: "wrong current password"})
+		return Tokens{}, cell.Errorf(cell.EUnauthorized, "the current password is wrong")
+	}
+	if len(next) < 8 {
+		return Tokens{}, cell.Errorf(cell.EInvalid, "the new password must have at least 8 characters")
+	}
+	hash, err := auth.HashPassword(next)
+	if err != nil {
+		return Tokens{}, err
+	}
+	if err := s.store.RevokeUserSessions(ctx, u.ID); err != nil {
+		return Tokens{}, err
+	}
+	if err := s.store.SetUserPassword(ctx, u.ID, hash); err != nil {
+		return Tokens{}, err
+	}
+	s.hub.Disconnect(func(c *realtime.Client) bool { return c.Subject == u.ID }, "password changed")
+	s.Audit(ctx, cell.AuditEntry{Actor: p.Author(), Action: "auth.password", Target: u.ID, Outcome: cell.OutcomeOK})
+	sess := cell.Session{ID: auth.RandomID(), UserID: u.ID, CreatedAt: s.now(), ExpiresAt: s.now().Add(auth.RefreshTTL)}
+	return s.issuePair(ctx, u, &sess, true)
+}
+
+// SetAgentDisabled disables (or re-enables) a user, tenant-admin only and not oneself. Disabling
+// ends every session of the user and closes their sockets at once.
+func (s *Service) SetAgentDisabled(ctx context.Context, p cell.Principal, id string, disabled bool) (cell.User, error) {
+	if err := requireAdmin(p); err != nil {
+		return cell.User{}, err
+	}
+	if id == p.Subject {
+		return cell.User{}, cell.Errorf(cell.EInvalid, "you cannot disable yourself")
+	}
+	if _, err := s.store.User(ctx, id); err != nil {
+		return cell.User{}, err
+	}
+	if disabled {
+		if err := s.store.RevokeUserSessions(ctx, id); err != nil {
+			return cell.User{}, err
+		}
+	}
+	if err := s.store.SetUserDisabled(ctx, id, disabled); err != nil {
+		return cell.User{}, err
+	}
+	if disabled {
+		s.hub.Disconnect(func(c *realtime.Client) bool { return c.Subject == id }, "account disabled")
+	}
+	action := "agent.enable"
+	if disabled {
+		action = "agent.disable"
+	}
+	s.Audit(ctx, cell.AuditEntry{Actor: p.Author(), Action: action, Target: id, Outcome: cell.OutcomeOK})
+	return s.store.User(ctx, id)
+}

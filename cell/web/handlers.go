@@ -319,3 +319,36 @@ func (s *Server) auditLog(c *fiber.Ctx) error {
 	}
 	return c.JSON(fiber.Map{"entries": entries})
 }
+
+type passwordRequest struct {
+	CurrentPassword string `json:"currentPassword" validate:"required,max=256"`
+	NewPassword     string `json:"newPassword" validate:"required,min=8,max=72"`
+}
+
+func (s *Server) changePassword(c *fiber.Ctx) error {
+	var req passwordRequest
+	if err := bind(c, &req); err != nil {
+		return err
+	}
+	out, err := s.svc.ChangePassword(c.UserContext(), principal(c), req.CurrentPassword, req.NewPassword)
+	if err != nil {
+		return err
+	}
+	return c.JSON(out)
+}
+
+type updateAgentRequest struct {
+	Disabled *bool `json:"disabled" validate:"required"`
+}
+
+func (s *Server) updateAgent(c *fiber.Ctx) error {
+	var req updateAgentRequest
+	if err := bind(c, &req); err != nil {
+		return err
+	}
+	u, err := s.svc.SetAgentDisabled(c.UserContext(), principal(c), c.Params("id"), *req.Disabled)
+	if err != nil {
+		return err
+	}
+	return c.JSON(u)
+}

@@ -295,6 +295,13 @@ func mxRouteTable() map[string]mxRoute {
 			own:   "creates a user in the attacker's own tenant (legitimate); names no object"},
 		"DELETE /api/agents/:id": {roles: admin, target: "admin user",
 			build: func(v *mxObjects) (string, any) { return "/api/agents/" + v.admin.User.ID, nil }},
+		"PATCH /api/agents/:id": {roles: admin, target: "admin user",
+			build: func(v *mxObjects) (string, any) {
+				return "/api/agents/" + v.admin.User.ID, map[string]any{"disabled": true}
+			}},
+		"POST /api/auth/password": {roles: staff, idless: true, target: "-",
+			build: fixed("/api/auth/password", map[string]string{"currentPassword": "a-wrong-guess", "newPassword": "intruder-new-1"}),
+			own:   "changes the attacker's own password (a wrong guess here); names no object"},
 		"GET /ws": {roles: all, cred: mxWSToken, idless: true, target: "-", build: fixed("/ws", nil),
 			own: "opens the attacker's own socket; its frames are the WebSocket matrix"},
 	}

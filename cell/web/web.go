@@ -121,7 +121,7 @@ func (s *Server) routes() {
 	a.Use(securityHeaders())
 	a.Use(cors.New(cors.Config{
 		AllowOriginsFunc: func(origin string) bool { return slices.Contains(s.origins, origin) },
-		AllowMethods:     "GET,POST,PUT,DELETE,OPTIONS",
+		AllowMethods:     "GET,POST,PUT,PATCH,DELETE,OPTIONS",
 		AllowHeaders:     "Authorization,Content-Type,Accept",
 		MaxAge:           600,
 	}))
@@ -150,6 +150,8 @@ func (s *Server) routes() {
 	authed.Get("/agents", s.listAgents)
 	authed.Post("/agents", s.createAgent)
 	authed.Delete("/agents/:id", s.deleteAgent)
+	authed.Patch("/agents/:id", s.updateAgent)
+	authed.Post("/auth/password", rateLimit(LimitLoginIP), s.changePassword)
 	authed.Get("/audit", s.auditLog)
 
 	a.Get("/ws", s.upgrade, s.websocket())

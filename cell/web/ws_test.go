@@ -251,3 +251,64 @@ func TestFrameRateIsBoundedPerConnection(t *testing.T) {
 		t.Fatalf("after the flood: %+v", f)
 	}
 }
+
+// TestPasswordChangeAndDisableEndSessions: a password change keeps only the changing device
+// logged in; disabling an agent ends all their sessions and sockets until re-enabled.
+func TestPasswordChangeAndDisableEndSessions(t *testing.T) {
+	tc := startCell(t, nil)
+	login := func(email, password string) (service.Tokens, int) {
+		var tk service.Tokens
+		st := tc.do("POST", "/api/auth/login", "", map[string]string{"email": email, "password": password}, &tk)
+		return tk, st
+	}
+	admin, _ := login("admin@acme.test", "admin-password-1")
+	var created service.AgentCreated
+	tc.do("POST", "/api/agents", admin.AccessToken, map[string]string{"email": "ag@acme.test", "password": "agent-password"}, &created)
+	phone, _ := login("ag@acme.test", "agent-password")
+	laptop, _ := login("ag@acme.test", "agent-password")
+	phoneWS, _ := tc.dial(t, phone.AccessToken, "")
+	var e apiError
+	if st := tc.do("POST", "/api/auth/password", laptop.AccessToken, map[string]string{"currentPassword": "wrong-one", "newPassword": "new-password-1"}, &e); st != 401 {
+		t.Fatalf("wrong current password: %d, want 401", st)
+	}
+	var fresh service.Tokens
+	if st := tc.do("POST", "/api/auth/password", laptop.AccessToken, map[string]string{"currentPassword": "agent-password", "newPassword": "new-password-1"}, &fresh); st != 200 {
+		t.Fatalf("password change: %d", st)
+	}
+	for name, tok := range map[string]string{"phone": phone.AccessToken, "laptop (old token)": laptop.AccessToken} {
+		if st := tc.do("GET", "/api/auth/me", tok, nil, nil); st != 401 {
+			t.Errorf("%s after the password change: %d, want 401", name, st)
+		}
+	}
+	phoneWS.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := phoneWS.ReadMessage(); err != nil {
+			if !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+				t.Fatalf("phone socket: %v, want close 1008", err)
+			}
+			break
+		}
+	}
+	if st := tc.do("GET", "/api/auth/me", fresh.AccessToken, nil, nil); st != 200 {
+		t.Fatalf("the changing device's new token: %d, want 200", st)
+	}
+	if _, st := login("ag@acme.test", "agent-password"); st != 401 {
+		t.Fatalf("old password: %d, want 401", st)
+	}
+	// Disable: everything ends; enable: the agent can log in again.
+	if st := tc.do("PATCH", "/api/agents/"+created.Agent.ID, admin.AccessToken, map[string]bool{"disabled": true}, nil); st != 200 {
+		t.Fatalf("disable: %d", st)
+	}
+	if st := tc.do("GET", "/api/auth/me", fresh.AccessToken, nil, nil); st != 401 {
+		t.Fatalf("token of a disabled agent: %d, want 401", st)
+	}
+	if _, st := login("ag@acme.test", "new-password-1"); st != 401 {
+		t.Fatalf("login of a disabled agent: %d, want 401", st)
+	}
+	if st := tc.do("PATCH", "/api/agents/"+created.Agent.ID, admin.AccessToken, map[string]bool{"disabled": false}, nil); st != 200 {
+		t.Fatalf("enable: %d", st)
+	}
+	if _, st := login("ag@acme.test", "new-password-1"); st != 200 {
+		t.Fatalf("login after re-enabling: %d, want 200", st)
+	}
+}
