@@ -106,19 +106,24 @@ func (s *Server) upgrade(c *fiber.Ctx) error {
 		return cell.Errorf(cell.EForbidden, "super-admin tokens do not open chat sockets")
 	}
 	c.Locals(principalKey, p)
+	c.Locals(clientIPKey, c.IP())
 	return c.Next()
 }
+
+// clientIPKey holds the client's address between the upgrade check and the socket.
+const clientIPKey = "atende.clientIP"
 
 func (s *Server) websocket() fiber.Handler {
 	return websocket.New(func(conn *websocket.Conn) {
 		p, _ := conn.Locals(principalKey).(cell.Principal)
-		s.serveSocket(conn, p)
+		ip, _ := conn.Locals(clientIPKey).(string)
+		s.serveSocket(service.WithClientIP(context.Background(), ip), conn, p)
 	}, websocket.Config{Origins: []string{"*"}}) // Origin was checked exactly in upgrade.
 }
 
 // serveSocket runs one connection: a writer draining the client's outbox (and pinging), and
 // this goroutine reading and handling frames until the peer leaves or the hub drops it.
-func (s *Server) serveSocket(conn *websocket.Conn, p cell.Principal) {
+func (s *Server) serveSocket(ctx context.Context, conn *websocket.Conn, p cell.Principal) {
 	hub := s.svc.Hub()
 	s.metrics.sockets.Inc()
 	defer s.metrics.sockets.Dec()
@@ -147,7 +152,7 @@ func (s *Server) serveSocket(conn *websocket.Conn, p cell.Principal) {
 			replyError(client, "", cell.Errorf(cell.ERateLimited, "more than %d frames per second on this connection", FrameRate))
 			continue
 		}
-		s.handleFrame(client, p, data)
+		s.handleFrame(ctx, client, p, data)
 	}
 	hub.Remove(client)
 	<-writerDone
@@ -195,9 +200,24 @@ func replyError(client *realtime.Client, ref string, err error) {
 	reply(client, errorFrame{Type: "error", Ref: ref, Code: cell.ErrorCode(err), Message: cell.ErrorMessage(err)})
 }
 
+// frameError replies with an error frame and, for a refusal (not found, forbidden,
+// unauthorized: how a probe of another tenant's or visitor's chat ends), records it in the
+// audit log and the metrics like a refused HTTP request.
+func (s *Server) frameError(ctx context.Context, client *realtime.Client, p cell.Principal, f clientFrame, err error) {
+	replyError(client, f.Ref, err)
+	switch code := cell.ErrorCode(err); code {
+	case cell.ENotFound, cell.EForbidden, cell.EUnauthorized:
+		s.metrics.denied.WithLabelValues("ws-" + code).Inc()
+		if s.deniedAudits.Allow() {
+			s.svc.Audit(ctx, cell.AuditEntry{Actor: p.Author(), Action: "frame.denied",
+				Target: f.Type + " " + f.ChatID, Outcome: cell.OutcomeDenied, Detail: code + ": " + cell.ErrorMessage(err)})
+		}
+	}
+}
+
 // handleFrame authorizes and runs one client frame. Each frame is checked on its own (role,
 // tenant, chat membership) through the service, exactly like the REST route doing the same.
-func (s *Server) handleFrame(client *realtime.Client, p cell.Principal, data []byte) {
+func (s *Server) handleFrame(sockCtx context.Context, client *realtime.Client, p cell.Principal, data []byte) {
 	var f clientFrame
 	if err := checkJSONKeys(data); err != nil {
 		replyError(client, "", err)
@@ -207,7 +227,7 @@ func (s *Server) handleFrame(client *realtime.Client, p cell.Principal, data []b
 		replyError(client, "", cell.Errorf(cell.EInvalid, "frame is not a JSON object of the expected shape: %v", err))
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(sockCtx, 15*time.Second)
 	defer cancel()
 	hub := s.svc.Hub()
 	switch f.Type {
@@ -222,14 +242,14 @@ func (s *Server) handleFrame(client *realtime.Client, p cell.Principal, data []b
 			}
 		}
 		if err != nil {
-			replyError(client, f.Ref, err)
+			s.frameError(ctx, client, p, f, err)
 			return
 		}
 		reply(client, chatStateFrame{Type: "joined", Ref: f.Ref, ChatID: chat.ID, LastSeq: chat.LastSeq})
 	case "resume":
 		h, err := s.svc.History(ctx, p, f.ChatID, f.Since, service.MaxHistoryPage)
 		if err != nil {
-			replyError(client, f.Ref, err)
+			s.frameError(ctx, client, p, f, err)
 			return
 		}
 		for _, m := range h.Messages {
@@ -240,20 +260,20 @@ func (s *Server) handleFrame(client *realtime.Client, p cell.Principal, data []b
 	case "send-message":
 		msg, _, err := s.svc.SendMessage(ctx, p, service.SendInput{ChatID: f.ChatID, Body: f.Body, ClientMsgID: f.ClientMsgID, AttachmentID: f.AttachmentID})
 		if err != nil {
-			replyError(client, f.Ref, err)
+			s.frameError(ctx, client, p, f, err)
 			return
 		}
 		reply(client, ackFrame{Type: "ack", Ref: f.Ref, ChatID: msg.ChatID, MessageID: msg.ID, Seq: msg.Seq, ClientMsgID: msg.ClientMsgID})
 	case "typing", "read":
 		chat, err := s.svc.CanJoin(ctx, p, f.ChatID)
 		if err != nil {
-			replyError(client, f.Ref, err)
+			s.frameError(ctx, client, p, f, err)
 			return
 		}
 		sig := signalFrame{Type: f.Type, ChatID: chat.ID, From: p.Author()}
 		if f.Type == "typing" {
 			if f.State != "on" && f.State != "off" {
-				replyError(client, f.Ref, cell.Errorf(cell.EInvalid, "state must be on or off"))
+				s.frameError(ctx, client, p, f, cell.Errorf(cell.EInvalid, "state must be on or off"))
 				return
 			}
 			sig.State = f.State
@@ -262,6 +282,6 @@ func (s *Server) handleFrame(client *realtime.Client, p cell.Principal, data []b
 		}
 		_ = hub.Publish(realtime.ChatRoom(s.cfg.TenantID, chat.ID), sig, f.Type == "typing", client)
 	default:
-		replyError(client, f.Ref, cell.Errorf(cell.EInvalid, "unknown frame type %q", f.Type))
+		s.frameError(ctx, client, p, f, cell.Errorf(cell.EInvalid, "unknown frame type %q", f.Type))
 	}
 }

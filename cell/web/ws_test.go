@@ -156,6 +156,20 @@ func TestWebSocketChat(t *testing.T) {
 	if f := next(t, other, "error"); f.Code != cell.ENotFound {
 		t.Fatalf("foreign send: %+v", f)
 	}
+	// Both refusals are in the audit log, with the chat they probed.
+	var log struct {
+		Entries []cell.AuditEntry `json:"entries"`
+	}
+	tc.do("GET", "/api/audit", tc.token(auth.TypeAccess, "admin-1", cell.RoleTenantAdmin), nil, &log)
+	probes := 0
+	for _, e := range log.Entries {
+		if e.Action == "frame.denied" && strings.HasSuffix(e.Target, chat.ID) && e.IP == "127.0.0.1" {
+			probes++
+		}
+	}
+	if probes != 2 {
+		t.Fatalf("%d audited frame refusals for the probed chat, want 2", probes)
+	}
 }
 
 // TestLogoutAndRemovalEndSessionsAndSockets: tokens stop working at once and open sockets close.
