@@ -33,6 +33,7 @@ const (
 	EnvS3SecretKey        = "ATENDE_CELL_S3_SECRET_KEY"
 	EnvSigningKey         = "ATENDE_CELL_SIGNING_KEY"
 	EnvSigningKeyID       = "ATENDE_CELL_SIGNING_KID"
+	EnvPreviousKeys       = "ATENDE_CELL_PREVIOUS_KEYS"
 	EnvControlPlaneKey    = "ATENDE_CELL_CONTROLPLANE_KEY"
 	EnvBootstrapUsers     = "ATENDE_CELL_BOOTSTRAP_USERS"
 	EnvPresignTTL         = "ATENDE_CELL_PRESIGN_TTL"
@@ -71,6 +72,19 @@ type BootstrapUser struct {
 	PasswordHash string   `json:"passwordHash"`
 }
 
+// VerificationKey is a retired signing key of the cell: it no longer signs, but tokens it signed
+// before its retirement keep verifying (and it stays in the cell's JWKS) until the longest of them
+// has expired, so a key rotation logs nobody out. In EnvPreviousKeys it is the JSON object
+// {"kid":"…","publicKey":"<base64 of the 32-byte Ed25519 public key>","retiredAt":"<RFC 3339>"}.
+type VerificationKey struct {
+	// KID is the key's JWT `kid`.
+	KID string `json:"kid"`
+	// PublicKey is the 32-byte Ed25519 public key (RFC 8032).
+	PublicKey ed25519.PublicKey `json:"publicKey"`
+	// RetiredAt is when the key stopped signing (UTC).
+	RetiredAt time.Time `json:"retiredAt"`
+}
+
 // Config is everything a cell process needs to serve one tenant. It travels as environment
 // variables (Environ / ConfigFromEnv), so the process and docker drivers start cells the same way.
 type Config struct {
@@ -98,6 +112,9 @@ type Config struct {
 	// SigningKey signs the tenant's tokens (Ed25519, RFC 8032); SigningKeyID is its JWT `kid`.
 	SigningKey   ed25519.PrivateKey
 	SigningKeyID string
+	// PreviousKeys are retired signing keys that still verify the tokens they signed (see
+	// VerificationKey); their kids differ from SigningKeyID and from each other.
+	PreviousKeys []VerificationKey
 	// ControlPlaneKey verifies super-admin tokens issued by the control plane.
 	ControlPlaneKey ed25519.PublicKey
 	// BootstrapUsers are created at start when missing (see BootstrapUser).
@@ -116,6 +133,11 @@ type Config struct {
 // Keys are base64 (standard encoding): the 32-byte Ed25519 seed and the 32-byte public key.
 func (c Config) Environ() []string {
 	users, _ := json.Marshal(c.BootstrapUsers)
+	var previous string
+	if len(c.PreviousKeys) > 0 {
+		b, _ := json.Marshal(c.PreviousKeys)
+		previous = string(b)
+	}
 	var seed, pub string
 	if len(c.SigningKey) == ed25519.PrivateKeySize {
 		seed = base64.StdEncoding.EncodeToString(c.SigningKey.Seed())
@@ -131,7 +153,8 @@ func (c Config) Environ() []string {
 		{EnvS3Endpoint, c.S3Endpoint}, {EnvS3PublicEndpoint, c.S3PublicEndpoint},
 		{EnvS3Region, c.S3Region}, {EnvS3Bucket, c.S3Bucket}, {EnvS3Prefix, c.S3Prefix},
 		{EnvS3AccessKey, c.S3AccessKey}, {EnvS3SecretKey, c.S3SecretKey},
-		{EnvSigningKey, seed}, {EnvSigningKeyID, c.SigningKeyID}, {EnvControlPlaneKey, pub},
+		{EnvSigningKey, seed}, {EnvSigningKeyID, c.SigningKeyID}, {EnvPreviousKeys, previous},
+		{EnvControlPlaneKey, pub},
 		{EnvBootstrapUsers, string(users)}, {EnvPresignTTL, c.PresignTTL.String()},
 		{EnvMaxUploadBytes, strconv.FormatInt(c.MaxUploadBytes, 10)},
 		{EnvUploadContentTypes, strings.Join(c.UploadContentTypes, ",")}, {EnvLogLevel, c.LogLevel},
@@ -190,6 +213,19 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("%s must be a base64 32-byte Ed25519 public key", EnvControlPlaneKey))
 	} else {
 		c.ControlPlaneKey = ed25519.PublicKey(pub)
+	}
+	if raw := strings.TrimSpace(getenv(EnvPreviousKeys)); raw != "" && raw != "null" {
+		if err := json.Unmarshal([]byte(raw), &c.PreviousKeys); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvPreviousKeys, err))
+		}
+		seen := map[string]bool{c.SigningKeyID: true}
+		for i, k := range c.PreviousKeys {
+			if k.KID == "" || seen[k.KID] || len(k.PublicKey) != ed25519.PublicKeySize {
+				errs = append(errs, fmt.Errorf("%s: key %d needs a kid of its own and a 32-byte public key", EnvPreviousKeys, i))
+			}
+			seen[k.KID] = true
+			c.PreviousKeys[i].RetiredAt = k.RetiredAt.UTC()
+		}
 	}
 	if raw := strings.TrimSpace(getenv(EnvBootstrapUsers)); raw != "" && raw != "null" {
 		if err := json.Unmarshal([]byte(raw), &c.BootstrapUsers); err != nil {

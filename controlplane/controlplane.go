@@ -158,6 +158,11 @@ type TenantService interface {
 	// DeleteTenant moves the tenant to deletion-pending; it is torn down after the grace period,
 	// or at once when now is true. Errors: not_found, conflict.
 	DeleteTenant(ctx context.Context, idOrKey string, now bool) (*Tenant, error)
+	// RotateKeys gives the tenant's cell a new signing key (new kid), keeps the old one as a
+	// verification key until its tokens have expired, and records the change with an event; the
+	// supervisor then restarts a live tenant's cell with the new keys (the tenant stays live and
+	// routed). Errors: not_found, conflict (the tenant is neither live nor suspended).
+	RotateKeys(ctx context.Context, idOrKey string) (*Tenant, error)
 	// TenantEvents returns the tenant's lifecycle events in order.
 	TenantEvents(ctx context.Context, idOrKey string) ([]Event, error)
 	// CellStatus returns the driver's view of the tenant's cell, with Healthy probed.

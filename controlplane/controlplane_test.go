@@ -1,11 +1,13 @@
 package controlplane_test
 
 import (
+	"crypto/ed25519"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"atende/cell"
 	"atende/controlplane"
 )
 
@@ -108,5 +110,30 @@ func TestRouteState(t *testing.T) {
 		if got := s.RouteState(); got != w {
 			t.Errorf("%s: route %q, want %q", s, got, w)
 		}
+	}
+}
+
+func TestRotateSigningKey(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	keep := 30 * 24 * time.Hour
+	seed := make([]byte, ed25519.SeedSize)
+	s := controlplane.Secrets{SigningKeySeed: seed, SigningKeyID: "k-active", PreviousKeys: []cell.VerificationKey{
+		{KID: "k-recent", PublicKey: make([]byte, 32), RetiredAt: now.Add(-keep + time.Hour)},
+		{KID: "k-expired", PublicKey: make([]byte, 32), RetiredAt: now.Add(-keep - time.Hour)},
+	}}
+	kid := s.RotateSigningKey(now, keep)
+	if kid != s.SigningKeyID || !strings.HasPrefix(kid, "k-") || kid == "k-active" || len(s.SigningKeySeed) != ed25519.SeedSize ||
+		string(s.SigningKeySeed) == string(seed) {
+		t.Fatalf("new key %q seed %x", kid, s.SigningKeySeed)
+	}
+	var kids []string
+	for _, k := range s.PreviousKeys {
+		kids = append(kids, k.KID)
+	}
+	if strings.Join(kids, ",") != "k-active,k-recent" {
+		t.Fatalf("previous keys %v, want the retired active key then the recent one (the expired one dropped)", kids)
+	}
+	if first := s.PreviousKeys[0]; !first.RetiredAt.Equal(now) || !first.PublicKey.Equal(ed25519.NewKeyFromSeed(seed).Public()) {
+		t.Fatalf("retired key %+v", first)
 	}
 }

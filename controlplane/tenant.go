@@ -6,6 +6,7 @@
 package controlplane
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base32"
 	"net/url"
@@ -50,6 +51,13 @@ type Tenant struct {
 	URL string `json:"url"`
 	// Cell holds what the driver recorded about the tenant's cell.
 	Cell Cell `json:"cell"`
+	// Generation counts the changes of the cell's configuration that a running cell only picks up
+	// when restarted (signing-key rotations). The supervisor restarts the cell of a live tenant
+	// whose Cell.Generation differs from it.
+	Generation int64 `json:"generation"`
+	// SigningKeyID is the `kid` of the cell's active token-signing key. It is public (every token
+	// header and the cell's JWKS carry it); the tenant service fills it from Secrets for callers.
+	SigningKeyID string `json:"signingKid,omitempty"`
 	// Secrets never leave the control plane through the API.
 	Secrets Secrets `json:"-"`
 	// Version counts saved changes; the store uses it to refuse a save based on a stale read.
@@ -98,6 +106,9 @@ type Cell struct {
 	S3Prefix string `json:"s3Prefix,omitempty"`
 	// StartedAt is when the cell was last started (UTC).
 	StartedAt *time.Time `json:"startedAt,omitempty"`
+	// Generation is the Tenant.Generation of the configuration the cell was started with (set by
+	// the supervisor, not by drivers).
+	Generation int64 `json:"generation"`
 }
 
 // Secrets are a tenant's credentials, kept in the registry and handed only to its cell.
@@ -106,11 +117,46 @@ type Secrets struct {
 	SigningKeySeed []byte
 	// SigningKeyID is that key's JWT `kid`.
 	SigningKeyID string
+	// PreviousKeys are the retired signing keys whose tokens may still be valid; the cell keeps
+	// verifying them and lists them in its JWKS (see RotateSigningKey).
+	PreviousKeys []cell.VerificationKey
 	// BootstrapUsers are created by the cell when missing (the first tenant-admin, seeded agents).
 	BootstrapUsers []cell.BootstrapUser
 }
 
-// Event records one lifecycle transition of a tenant.
+// NewSigningKeyID returns a new random JWT `kid` for a cell's signing key: "k-" and 10 characters
+// of a tenant id.
+func NewSigningKeyID() string { return "k-" + NewTenantID()[:10] }
+
+// RotateSigningKey replaces the active signing key with a new random Ed25519 key (crypto/rand)
+// under a new kid, retires the old one at now (it becomes the first of PreviousKeys, so tokens it
+// signed keep verifying) and drops the previous keys retired more than keep ago (keep is the
+// lifetime of the longest token, after which none of theirs can still be valid). It returns the
+// new kid.
+func (s *Secrets) RotateSigningKey(now time.Time, keep time.Duration) string {
+	now = now.UTC()
+	previous := make([]cell.VerificationKey, 0, len(s.PreviousKeys)+1)
+	if len(s.SigningKeySeed) == ed25519.SeedSize && s.SigningKeyID != "" {
+		pub := ed25519.NewKeyFromSeed(s.SigningKeySeed).Public().(ed25519.PublicKey)
+		previous = append(previous, cell.VerificationKey{KID: s.SigningKeyID, PublicKey: pub, RetiredAt: now})
+	}
+	for _, k := range s.PreviousKeys {
+		if now.Sub(k.RetiredAt) <= keep {
+			previous = append(previous, k)
+		}
+	}
+	kid := NewSigningKeyID()
+	for slices.ContainsFunc(previous, func(k cell.VerificationKey) bool { return k.KID == kid }) {
+		kid = NewSigningKeyID()
+	}
+	seed := make([]byte, ed25519.SeedSize)
+	_, _ = rand.Read(seed) // crypto/rand.Read never fails on supported platforms.
+	s.SigningKeySeed, s.SigningKeyID, s.PreviousKeys = seed, kid, previous
+	return kid
+}
+
+// Event records one lifecycle transition of a tenant, or, with From equal to To, another change
+// kept in its history (a signing-key rotation).
 type Event struct {
 	// TenantID is the tenant the event belongs to.
 	TenantID string `json:"tenantId"`

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -63,6 +64,9 @@ func (s *tenants) Tenant(ctx context.Context, idOrKey string) (*controlplane.Ten
 	for _, t := range s.byKey {
 		if t.ID == idOrKey || t.Key == idOrKey {
 			s.reads[t.Key]++
+			if t.Cell.Generation < t.Generation && s.reads[t.Key] > 2 {
+				t.Cell.Generation = t.Generation
+			}
 			if s.reads[t.Key] >= 2 && t.State == controlplane.StateCreationRequested {
 				t.State = controlplane.StateLive
 				if t.Key == "broken" {
@@ -84,6 +88,20 @@ func (s *tenants) ResumeTenant(ctx context.Context, idOrKey string) (*controlpla
 }
 func (s *tenants) DeleteTenant(ctx context.Context, idOrKey string, now bool) (*controlplane.Tenant, error) {
 	return s.Tenant(ctx, idOrKey)
+}
+func (s *tenants) RotateKeys(ctx context.Context, idOrKey string) (*controlplane.Tenant, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.byKey {
+		if t.ID == idOrKey || t.Key == idOrKey {
+			// The cell catches up with the new generation on the next read (see Tenant).
+			t.Generation++
+			t.SigningKeyID = fmt.Sprintf("k-%d", t.Generation+1)
+			cp := *t
+			return &cp, nil
+		}
+	}
+	return nil, controlplane.Errorf(controlplane.ENotFound, "no tenant with id or key %q", idOrKey)
 }
 func (s *tenants) TenantEvents(ctx context.Context, idOrKey string) ([]controlplane.Event, error) {
 	return nil, nil
@@ -153,6 +171,8 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{name: "creation failed", env: env, args: []string{"tenant", "create", "broken", "--name", "B", "--admin-email", "a@b.test"}, code: 1, stderr: "creation-failed: cell did not answer /healthz"},
 		{name: "not found", env: env, args: []string{"tenant", "get", "nobody"}, code: 1, stderr: `error: no tenant with id or key "nobody" (not_found)`},
 		{name: "conflict", env: env, args: []string{"tenant", "suspend", "acme"}, code: 1, stderr: "(conflict)"},
+		{name: "rotate keys", env: env, args: []string{"tenant", "rotate-keys", "acme"}, code: 0, stderr: "restarting the cell of acme… healthy in", stdout: "signs with the new key k-2"},
+		{name: "rotate keys of nobody", env: env, args: []string{"tenant", "rotate-keys", "nobody"}, code: 1, stderr: "(not_found)"},
 		{name: "wrong token", env: map[string]string{envAPI: url, envToken: "nope"}, args: []string{"tenant", "list"}, code: 1, stderr: "(unauthorized)"},
 		{name: "token from flag wins", env: map[string]string{envAPI: url, envToken: "nope"}, args: []string{"--token", token, "tenant", "list"}, code: 0, stdout: "acme"},
 		{name: "no token", env: map[string]string{envAPI: url, envDataDir: t.TempDir()}, args: []string{"tenant", "list"}, code: 1, stderr: "no super-admin token"},

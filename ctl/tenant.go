@@ -16,9 +16,9 @@ import (
 )
 
 func (a *app) tenantCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "tenant", Short: "Create, inspect, suspend, resume and delete tenants", Args: cobra.ArbitraryArgs, RunE: group}
+	cmd := &cobra.Command{Use: "tenant", Short: "Create, inspect, suspend, resume and delete tenants; rotate their keys", Args: cobra.ArbitraryArgs, RunE: group}
 	cmd.AddCommand(a.tenantCreateCmd(), a.tenantListCmd(), a.tenantGetCmd(), a.tenantEventsCmd(),
-		a.tenantSuspendCmd(), a.tenantResumeCmd(), a.tenantDeleteCmd())
+		a.tenantSuspendCmd(), a.tenantResumeCmd(), a.tenantDeleteCmd(), a.tenantRotateKeysCmd())
 	return cmd
 }
 
@@ -293,6 +293,82 @@ func (a *app) tenantDeleteCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&now, "now", false, "skip the grace period")
 	return cmd
+}
+
+func (a *app) tenantRotateKeysCmd() *cobra.Command {
+	var noWait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "rotate-keys KEY",
+		Short: "Give a tenant's cell a new token-signing key without logging anyone out",
+		Long: "Rotate the Ed25519 key the tenant's cell signs tokens with: new tokens carry a new kid, and tokens\n" +
+			"signed with the old key stay valid until they expire (the old key stays in the cell's JWKS).\n" +
+			"The cell of a live tenant restarts with the new key (the tenant stays live); the command waits\n" +
+			"until it is healthy again and prints the new kid. A suspended tenant gets the key when resumed.",
+		Example: "  ctl tenant rotate-keys acme",
+		Args:    cobra.ExactArgs(1),
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			t, err := c.RotateKeys(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if !noWait && t.State == controlplane.StateLive {
+				fmt.Fprintf(a.errOut, "restarting the cell of %s… ", t.Key)
+				if t, err = a.waitRestarted(cmd.Context(), c, t, start, timeout); err != nil {
+					return err
+				}
+			}
+			if a.jsonOut {
+				return a.printJSON(map[string]any{"id": t.ID, "key": t.Key, "state": t.State, "kid": t.SigningKeyID,
+					"generation": t.Generation, "cellGeneration": t.Cell.Generation})
+			}
+			fmt.Fprintf(a.out, "Tenant %s signs with the new key %s.\n", t.Key, t.SigningKeyID)
+			if t.State != controlplane.StateLive {
+				fmt.Fprintf(a.out, "Its cell is not running (%s); it starts with the new key when resumed.\n", t.State)
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return as soon as the rotation is recorded")
+	cmd.Flags().DurationVar(&timeout, "timeout", a.defaultTimeout, "how long to wait for the cell to be healthy again")
+	return cmd
+}
+
+// waitRestarted polls the tenant every pollInterval until its cell runs the tenant's current
+// configuration (Cell.Generation reaches Generation) and answers its health check, printing the
+// outcome on stderr after the prefix the caller wrote.
+func (a *app) waitRestarted(ctx context.Context, c *api.Client, t *controlplane.Tenant, start time.Time, timeout time.Duration) (*controlplane.Tenant, error) {
+	deadline := start.Add(timeout)
+	want := t.Generation
+	for {
+		if t.Cell.Generation >= want {
+			if st, err := c.CellStatus(ctx, t.ID); err == nil && st.Healthy {
+				fmt.Fprintf(a.errOut, "healthy in %.2fs\n", time.Since(start).Seconds())
+				return t, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintln(a.errOut, "timed out")
+			return t, &cliError{codeTimeout, fmt.Sprintf("the cell of %s has not restarted with the new key after %s (see `ctl cell logs %s`)", t.Key, timeout, t.Key)}
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(a.errOut, "interrupted")
+			return t, ctx.Err()
+		case <-time.After(a.pollInterval):
+		}
+		next, err := c.GetTenant(ctx, t.ID)
+		if err != nil {
+			fmt.Fprintln(a.errOut)
+			return t, err
+		}
+		t = next
+	}
 }
 
 // printJSON prints v as indented JSON on stdout.

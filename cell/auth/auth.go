@@ -3,14 +3,18 @@
 //
 // Verification pins the algorithm to EdDSA, requires `exp`, checks `iss` and `aud`, distinguishes
 // token types by the `typ` claim so none can stand in for another, and checks the `tenantId`
-// claim against the cell's tenant. A token whose issuer is the control plane is verified with the
+// claim against the cell's tenant. The `kid` header is untrusted input: it is only ever looked up
+// in the map of the cell's own keys (the active one and the retired ones that still verify). A
+// token whose issuer is the control plane is verified with the
 // control plane's public key and only ever grants the super-admin role.
 package auth
 
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -38,6 +42,10 @@ const (
 	VisitorTTL = 24 * time.Hour
 	// WSTicketTTL is the lifetime of a single-use WebSocket ticket.
 	WSTicketTTL = 30 * time.Second
+	// RetiredKeyGrace is how long, beyond RefreshTTL, a retired signing key keeps verifying: it
+	// covers the tokens the cell still signed with that key between its retirement (recorded by
+	// the control plane) and the cell's restart with the new key.
+	RetiredKeyGrace = time.Hour
 )
 
 // Claims are the claims of every Atende token.
@@ -61,14 +69,76 @@ type Authority struct {
 	audience string
 	key      ed25519.PrivateKey
 	kid      string
-	cpKey    ed25519.PublicKey
-	now      func() time.Time
+	// keys are the verification keys of the cell's own tokens by kid: the active key and the
+	// previous ones. The order of JWKS is kids.
+	keys  map[string]cell.VerificationKey
+	kids  []string
+	cpKey ed25519.PublicKey
+	now   func() time.Time
 }
 
 // NewAuthority returns the authority of the cell serving tenantID: it signs with key (JWT header
-// `kid` = kid) and accepts the control plane's super-admin tokens signed with cpKey.
-func NewAuthority(tenantID string, key ed25519.PrivateKey, kid string, cpKey ed25519.PublicKey) *Authority {
-	return &Authority{tenantID: tenantID, audience: cell.Audience(tenantID), key: key, kid: kid, cpKey: cpKey, now: time.Now}
+// `kid` = kid), verifies its own tokens with key or, for tokens whose `kid` names one of
+// previous, with that retired key (until RefreshTTL + RetiredKeyGrace after its retirement), and
+// accepts the control plane's super-admin tokens signed with cpKey. A previous key with the active
+// kid, or with a kid already seen, is ignored.
+func NewAuthority(tenantID string, key ed25519.PrivateKey, kid string, cpKey ed25519.PublicKey, previous ...cell.VerificationKey) *Authority {
+	a := &Authority{tenantID: tenantID, audience: cell.Audience(tenantID), key: key, kid: kid, cpKey: cpKey, now: time.Now,
+		keys: map[string]cell.VerificationKey{}}
+	if pub, ok := key.Public().(ed25519.PublicKey); ok && len(key) == ed25519.PrivateKeySize {
+		a.keys[kid] = cell.VerificationKey{KID: kid, PublicKey: pub}
+		a.kids = append(a.kids, kid)
+	}
+	for _, k := range previous {
+		if _, dup := a.keys[k.KID]; dup || len(k.PublicKey) != ed25519.PublicKeySize {
+			continue
+		}
+		a.keys[k.KID] = k
+		a.kids = append(a.kids, k.KID)
+	}
+	return a
+}
+
+// verificationKey returns the key named by kid if it may verify a token now: the active key, or a
+// previous key retired less than RefreshTTL + RetiredKeyGrace ago.
+func (a *Authority) verificationKey(kid string) (ed25519.PublicKey, bool) {
+	k, ok := a.keys[kid]
+	if !ok {
+		return nil, false
+	}
+	if kid != a.kid && !k.RetiredAt.IsZero() && a.now().After(k.RetiredAt.Add(RefreshTTL+RetiredKeyGrace)) {
+		return nil, false
+	}
+	return k.PublicKey, true
+}
+
+// JWK is one public key of a JWK Set (RFC 7517 §4) in the OKP form of RFC 8037 §2.
+type JWK struct {
+	// Kty is "OKP" and Crv "Ed25519" (RFC 8037 §2).
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	// X is the public key, base64url without padding.
+	X string `json:"x"`
+	// Kid is the key id that token headers name.
+	Kid string `json:"kid"`
+	// Alg is "EdDSA" and Use "sig": the key only verifies signatures.
+	Alg string `json:"alg"`
+	Use string `json:"use"`
+}
+
+// JWKS returns the cell's JWK Set (RFC 7517 §5) as JSON, {"keys":[…]}: the active signing key
+// first, then the previous keys that still verify tokens.
+func (a *Authority) JWKS() []byte {
+	set := struct {
+		Keys []JWK `json:"keys"`
+	}{Keys: []JWK{}}
+	for _, kid := range a.kids {
+		if pub, ok := a.verificationKey(kid); ok {
+			set.Keys = append(set.Keys, JWK{Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(pub), Kid: kid, Alg: "EdDSA", Use: "sig"})
+		}
+	}
+	b, _ := json.Marshal(set) // strings only: cannot fail
+	return b
 }
 
 // Audience returns the `aud` (and `iss`) of this cell's tokens.
@@ -142,8 +212,9 @@ func (a *Authority) Verify(token string, types ...string) (*Claims, error) {
 	return nil, cell.Errorf(cell.EUnauthorized, "wrong token type")
 }
 
-// keyFor selects the verification key from the (untrusted) issuer and kid: the cell's own key for
-// its own issuer and kid, the control plane key for the control plane issuer, nothing else.
+// keyFor selects the verification key from the (untrusted) issuer and kid: for the cell's own
+// issuer, the key the kid names in the map of the cell's keys (the kid is never used otherwise);
+// the control plane key for the control plane issuer; nothing else.
 func (a *Authority) keyFor(t *jwt.Token) (any, error) {
 	claims, ok := t.Claims.(*Claims)
 	if !ok {
@@ -151,10 +222,12 @@ func (a *Authority) keyFor(t *jwt.Token) (any, error) {
 	}
 	switch claims.Issuer {
 	case a.audience:
-		if kid, _ := t.Header["kid"].(string); kid != a.kid {
+		kid, _ := t.Header["kid"].(string)
+		pub, ok := a.verificationKey(kid)
+		if !ok {
 			return nil, errors.New("unknown kid")
 		}
-		return a.key.Public(), nil
+		return pub, nil
 	case cell.ControlPlaneIssuer:
 		if len(a.cpKey) == 0 {
 			return nil, errors.New("no control plane key")

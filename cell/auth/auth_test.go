@@ -2,6 +2,8 @@ package auth
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -91,4 +93,99 @@ func TestPasswords(t *testing.T) {
 	if len(p) != 20 || RandomPassword(20) == p {
 		t.Fatalf("random password %q", p)
 	}
+}
+
+// rotated returns the authority of a cell whose key old (kid "k1") was retired at retiredAt in
+// favour of a new key (kid "k2").
+func rotated(old ed25519.PrivateKey, cpKey ed25519.PublicKey, retiredAt time.Time) *Authority {
+	_, next, _ := ed25519.GenerateKey(nil)
+	return NewAuthority("t1", next, "k2", cpKey,
+		cell.VerificationKey{KID: "k1", PublicKey: old.Public().(ed25519.PublicKey), RetiredAt: retiredAt})
+}
+
+func TestTokensOfAPreviousKeyVerifyAfterRotation(t *testing.T) {
+	before, cpKey := newAuthority(t)
+	access, _ := before.Issue(Grant{Type: TypeAccess, Subject: "u", TTL: AccessTTL})
+	refresh, _ := before.Issue(Grant{Type: TypeRefresh, Subject: "u", TTL: RefreshTTL})
+	after := rotated(before.key, cpKey.Public().(ed25519.PublicKey), time.Now())
+	if _, err := after.Verify(access.Token, TypeAccess); err != nil {
+		t.Fatalf("access token of the previous key refused after rotation: %v", err)
+	}
+	if _, err := after.Verify(refresh.Token, TypeRefresh); err != nil {
+		t.Fatalf("refresh token of the previous key refused after rotation: %v", err)
+	}
+	fresh, _ := after.Issue(Grant{Type: TypeAccess, Subject: "u", TTL: AccessTTL})
+	if kid := headerKid(t, fresh.Token); kid != "k2" {
+		t.Fatalf("new token signed with kid %q, want the active k2", kid)
+	}
+	if _, err := after.Verify(fresh.Token, TypeAccess); err != nil {
+		t.Fatal(err)
+	}
+	// The authority before the rotation does not know the new key.
+	if _, err := before.Verify(fresh.Token, TypeAccess); cell.ErrorCode(err) != cell.EUnauthorized {
+		t.Fatalf("token of an unknown key: %v", err)
+	}
+	// Once every token of the retired key has expired, the key is no longer used.
+	after.now = func() time.Time { return time.Now().Add(RefreshTTL + RetiredKeyGrace + time.Minute) }
+	if _, ok := after.verificationKey("k1"); ok {
+		t.Fatal("a key retired longer than RefreshTTL + RetiredKeyGrace ago still verifies")
+	}
+	if strings.Contains(string(after.JWKS()), `"k1"`) {
+		t.Fatal("an expired retired key is still published")
+	}
+}
+
+func TestKidIsUntrustedInput(t *testing.T) {
+	a, _ := newAuthority(t)
+	claims := Claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: a.Audience(), Audience: jwt.ClaimStrings{a.Audience()},
+		ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Minute))}, TenantID: "t1", Type: TypeAccess}
+	for _, kid := range []any{"k2", "", "../k1", `k1"`, "K1", "k1 ", nil, 1, []string{"k1"}} {
+		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+		if kid == nil {
+			delete(tok.Header, "kid")
+		} else {
+			tok.Header["kid"] = kid
+		}
+		s, _ := tok.SignedString(a.key) // the right key: only the kid is wrong
+		if _, err := a.Verify(s, TypeAccess); cell.ErrorCode(err) != cell.EUnauthorized {
+			t.Errorf("kid %#v: %v, want unauthorized", kid, err)
+		}
+	}
+}
+
+func TestJWKS(t *testing.T) {
+	old, cpKey := newAuthority(t)
+	a := rotated(old.key, cpKey.Public().(ed25519.PublicKey), time.Now())
+	var set struct {
+		Keys []map[string]string `json:"keys"`
+	}
+	if err := json.Unmarshal(a.JWKS(), &set); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]ed25519.PublicKey{"k2": a.key.Public().(ed25519.PublicKey), "k1": old.key.Public().(ed25519.PublicKey)}
+	if len(set.Keys) != 2 || set.Keys[0]["kid"] != "k2" || set.Keys[1]["kid"] != "k1" {
+		t.Fatalf("JWKS %s: want the active k2, then k1", a.JWKS())
+	}
+	for _, k := range set.Keys {
+		if len(k) != 6 || k["kty"] != "OKP" || k["crv"] != "Ed25519" || k["alg"] != "EdDSA" || k["use"] != "sig" {
+			t.Errorf("JWK %v: want exactly kty OKP, crv Ed25519, x, kid, alg EdDSA, use sig", k)
+		}
+		x, err := base64.RawURLEncoding.DecodeString(k["x"])
+		if err != nil || !ed25519.PublicKey(x).Equal(want[k["kid"]]) {
+			t.Errorf("JWK %s: x %q is not the unpadded base64url public key (%v)", k["kid"], k["x"], err)
+		}
+	}
+	if strings.Contains(string(a.JWKS()), "\"d\"") {
+		t.Fatal("JWKS leaks a private key")
+	}
+}
+
+func headerKid(t *testing.T, token string) string {
+	t.Helper()
+	tok, _, err := jwt.NewParser().ParseUnverified(token, &Claims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, _ := tok.Header["kid"].(string)
+	return kid
 }

@@ -119,7 +119,7 @@ func startCell(t *testing.T, mutate func(*cell.Config)) *testCell {
 	if err != nil {
 		t.Fatal(err)
 	}
-	authority := auth.NewAuthority(cfg.TenantID, cfg.SigningKey, cfg.SigningKeyID, cfg.ControlPlaneKey)
+	authority := auth.NewAuthority(cfg.TenantID, cfg.SigningKey, cfg.SigningKeyID, cfg.ControlPlaneKey, cfg.PreviousKeys...)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	svc := service.New(cfg, store, blob, realtime.NewHub(), authority, log)
 	hash, _ := auth.HashPassword("admin-password-1")

@@ -332,6 +332,8 @@ func mxPublicRoutes() map[string]mxPublicRoute {
 		"POST /api/auth/login":      {why: "takes credentials, not a token (another tenant's credentials: checked below)", body: map[string]string{"email": "admin@acme.test", "password": "admin-password-1"}},
 		"POST /api/visitor/session": {why: "anyone may start a visitor session: the widget on the tenant's site", body: map[string]string{"name": "misrouted"}},
 		"GET /api/settings/public":  {why: "the tenant's public branding, shown before login"},
+		"GET /.well-known/jwks.json": {why: "the cell's public verification keys (JWKS); public keys only",
+			ownHostStatus: 200},
 	}
 }
 

@@ -126,6 +126,7 @@ func (s *Server) routes() {
 		MaxAge:           600,
 	}))
 	s.pageRoutes()
+	a.Get(JWKSPath, s.jwks)
 
 	api := a.Group("/api")
 	api.Post("/auth/login", rateLimit(LimitLoginIP), rateLimit(LimitLoginAccount), s.login)

@@ -204,7 +204,7 @@ func replyError(client *realtime.Client, ref string, err error) {
 // unauthorized: how a probe of another tenant's or visitor's chat ends), records it in the
 // audit log and the metrics like a refused HTTP request.
 func (s *Server) frameError(ctx context.Context, client *realtime.Client, p cell.Principal, f clientFrame, err error) {
-	replyError(client, f.Ref, err)
+	defer replyError(client, f.Ref, err) // after the audit write, so a reader of the log sees it
 	switch code := cell.ErrorCode(err); code {
 	case cell.ENotFound, cell.EForbidden, cell.EUnauthorized:
 		s.metrics.denied.WithLabelValues("ws-" + code).Inc()

@@ -10,6 +10,8 @@
 //	GET    /api/tenants/{idOrKey}            tenant
 //	POST   /api/tenants/{idOrKey}/suspend    202 tenant
 //	POST   /api/tenants/{idOrKey}/resume     202 tenant
+//	POST   /api/tenants/{idOrKey}/rotate-keys  202 tenant (new signingKid and generation; the
+//	                                         cell restarts until cell.generation == generation)
 //	DELETE /api/tenants/{idOrKey}[?now=true] 202 tenant
 //	GET    /api/tenants/{idOrKey}/events     {"events":[event...]}
 //	GET    /api/tenants/{idOrKey}/cell       cell status
@@ -96,6 +98,7 @@ func New(opts Options) *fiber.App {
 	r.Delete("/tenants/:id", h.deleteTenant)
 	r.Post("/tenants/:id/suspend", h.suspendTenant)
 	r.Post("/tenants/:id/resume", h.resumeTenant)
+	r.Post("/tenants/:id/rotate-keys", h.rotateKeys)
 	r.Get("/tenants/:id/events", h.tenantEvents)
 	r.Get("/tenants/:id/cell", h.cellStatus)
 	r.Get("/tenants/:id/cell/logs", h.cellLogs)
@@ -345,6 +348,10 @@ func (h *handlers) suspendTenant(c *fiber.Ctx) error {
 
 func (h *handlers) resumeTenant(c *fiber.Ctx) error {
 	return accepted(c)(h.svc.ResumeTenant(c.UserContext(), c.Params("id")))
+}
+
+func (h *handlers) rotateKeys(c *fiber.Ctx) error {
+	return accepted(c)(h.svc.RotateKeys(c.UserContext(), c.Params("id")))
 }
 
 func (h *handlers) deleteTenant(c *fiber.Ctx) error {

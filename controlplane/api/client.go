@@ -83,6 +83,13 @@ func (c *Client) ResumeTenant(ctx context.Context, idOrKey string) (*controlplan
 	return c.tenant(ctx, http.MethodPost, tenantPath(idOrKey)+"/resume")
 }
 
+// RotateKeys calls POST /api/tenants/{idOrKey}/rotate-keys. The answer carries the new
+// SigningKeyID and Generation; the cell runs with the new key once Cell.Generation equals
+// Generation.
+func (c *Client) RotateKeys(ctx context.Context, idOrKey string) (*controlplane.Tenant, error) {
+	return c.tenant(ctx, http.MethodPost, tenantPath(idOrKey)+"/rotate-keys")
+}
+
 // DeleteTenant calls DELETE /api/tenants/{idOrKey}; now skips the grace period.
 func (c *Client) DeleteTenant(ctx context.Context, idOrKey string, now bool) (*controlplane.Tenant, error) {
 	p := tenantPath(idOrKey)

@@ -121,8 +121,16 @@ type tenantDoc struct {
 	Cell           cellDoc            `bson:"cell"`
 	SigningSeed    []byte             `bson:"signingSeed"`
 	SigningKeyID   string             `bson:"signingKid"`
+	PreviousKeys   []previousKeyDoc   `bson:"previousKeys"`
+	Generation     int64              `bson:"generation"`
 	BootstrapUsers []bootstrapUserDoc `bson:"bootstrapUsers"`
 	Version        int64              `bson:"version"`
+}
+
+type previousKeyDoc struct {
+	KID       string    `bson:"kid"`
+	PublicKey []byte    `bson:"publicKey"`
+	RetiredAt time.Time `bson:"retiredAt"`
 }
 
 type limitsDoc struct {
@@ -149,6 +157,7 @@ type cellDoc struct {
 	Database    string     `bson:"database,omitempty"`
 	S3Prefix    string     `bson:"s3Prefix,omitempty"`
 	StartedAt   *time.Time `bson:"startedAt,omitempty"`
+	Generation  int64      `bson:"generation,omitempty"`
 }
 
 type bootstrapUserDoc struct {
@@ -176,9 +185,13 @@ func toDoc(t *controlplane.Tenant) tenantDoc {
 		Dedicated: t.Dedicated, CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(),
 		DeleteAt: t.DeleteAt, URL: t.URL,
 		Cell: cellDoc{t.Cell.Driver, t.Cell.Address, t.Cell.PID, t.Cell.ContainerID, t.Cell.Database,
-			t.Cell.S3Prefix, t.Cell.StartedAt},
+			t.Cell.S3Prefix, t.Cell.StartedAt, t.Cell.Generation},
 		SigningSeed: t.Secrets.SigningKeySeed, SigningKeyID: t.Secrets.SigningKeyID,
+		PreviousKeys: []previousKeyDoc{}, Generation: t.Generation,
 		Webhooks: []webhookDoc{}, BootstrapUsers: []bootstrapUserDoc{}, Version: t.Version,
+	}
+	for _, k := range t.Secrets.PreviousKeys {
+		d.PreviousKeys = append(d.PreviousKeys, previousKeyDoc{k.KID, k.PublicKey, k.RetiredAt.UTC()})
 	}
 	if t.State != controlplane.StateDeleted {
 		d.LiveKey = t.Key
@@ -201,9 +214,13 @@ func fromDoc(d tenantDoc) *controlplane.Tenant {
 		Webhooks:  []controlplane.Webhook{},
 		Dedicated: d.Dedicated, CreatedAt: d.CreatedAt.UTC(), UpdatedAt: d.UpdatedAt.UTC(), URL: d.URL,
 		Cell: controlplane.Cell{Driver: d.Cell.Driver, Address: d.Cell.Address, PID: d.Cell.PID,
-			ContainerID: d.Cell.ContainerID, Database: d.Cell.Database, S3Prefix: d.Cell.S3Prefix, StartedAt: utcPtr(d.Cell.StartedAt)},
-		Secrets: controlplane.Secrets{SigningKeySeed: d.SigningSeed, SigningKeyID: d.SigningKeyID},
-		Version: d.Version,
+			ContainerID: d.Cell.ContainerID, Database: d.Cell.Database, S3Prefix: d.Cell.S3Prefix, StartedAt: utcPtr(d.Cell.StartedAt),
+			Generation: d.Cell.Generation},
+		Secrets:    controlplane.Secrets{SigningKeySeed: d.SigningSeed, SigningKeyID: d.SigningKeyID},
+		Generation: d.Generation, Version: d.Version,
+	}
+	for _, k := range d.PreviousKeys {
+		t.Secrets.PreviousKeys = append(t.Secrets.PreviousKeys, cell.VerificationKey{KID: k.KID, PublicKey: k.PublicKey, RetiredAt: k.RetiredAt.UTC()})
 	}
 	t.DeleteAt = utcPtr(d.DeleteAt)
 	for _, w := range d.Webhooks {

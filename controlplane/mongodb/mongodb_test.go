@@ -2,6 +2,7 @@ package mongodb_test
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -37,8 +38,10 @@ func newTenant(key string) (*controlplane.Tenant, controlplane.Event) {
 		ID: controlplane.NewTenantID(), Key: key, Name: "Tenant " + key, State: controlplane.StateCreationRequested,
 		AllowedOrigins: []string{"https://" + key + ".example"}, Plan: controlplane.PlanFree,
 		Limits: controlplane.Plans[controlplane.PlanFree], CreatedAt: now, UpdatedAt: now,
-		URL: "http://" + key + ".localhost:8080",
+		URL:        "http://" + key + ".localhost:8080",
+		Generation: 3, Cell: controlplane.Cell{Generation: 2},
 		Secrets: controlplane.Secrets{SigningKeySeed: make([]byte, 32), SigningKeyID: "k1",
+			PreviousKeys:   []cell.VerificationKey{{KID: "k0", PublicKey: make([]byte, 32), RetiredAt: now}},
 			BootstrapUsers: []cell.BootstrapUser{{Email: "a@" + key + ".test", Name: "Admin", Roles: []string{"tenant-admin", "agent"}, PasswordHash: "$2a$10$x"}}},
 	}
 	return t, controlplane.Event{TenantID: t.ID, To: t.State, At: now, Reason: "registered"}
@@ -63,7 +66,8 @@ func TestStore(t *testing.T) {
 			}
 			if got.ID != tn.ID || got.Key != tn.Key || got.Version != 1 || got.Secrets.SigningKeyID != "k1" ||
 				len(got.Secrets.BootstrapUsers) != 1 || got.Secrets.BootstrapUsers[0].Roles[0] != "tenant-admin" ||
-				!got.CreatedAt.Equal(tn.CreatedAt) || got.AllowedOrigins[0] != tn.AllowedOrigins[0] {
+				!got.CreatedAt.Equal(tn.CreatedAt) || got.AllowedOrigins[0] != tn.AllowedOrigins[0] ||
+				got.Generation != 3 || got.Cell.Generation != 2 || !reflect.DeepEqual(got.Secrets.PreviousKeys, tn.Secrets.PreviousKeys) {
 				t.Fatalf("%s: got %+v, want %+v", name, got, tn)
 			}
 		}

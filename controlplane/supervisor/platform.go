@@ -63,7 +63,7 @@ func (p Platform) CellConfig(t *controlplane.Tenant) cell.Config {
 		S3Endpoint: p.S3Endpoint, S3PublicEndpoint: p.S3PublicEndpoint, S3Region: p.S3Region,
 		S3Bucket: p.S3Bucket, S3Prefix: controlplane.S3Prefix(t.ID),
 		S3AccessKey: p.S3AccessKey, S3SecretKey: p.S3SecretKey,
-		SigningKeyID: t.Secrets.SigningKeyID, ControlPlaneKey: p.ControlPlaneKey,
+		SigningKeyID: t.Secrets.SigningKeyID, PreviousKeys: t.Secrets.PreviousKeys, ControlPlaneKey: p.ControlPlaneKey,
 		BootstrapUsers: t.Secrets.BootstrapUsers, PresignTTL: p.PresignTTL,
 		MaxUploadBytes: t.Limits.MaxUploadBytes, LogLevel: strings.ToLower(p.CellLogLevel),
 	}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"atende/cell"
+	"atende/cell/auth"
 	"atende/controlplane"
 )
 
@@ -100,7 +101,7 @@ func (s *Supervisor) CreateTenant(ctx context.Context, req controlplane.NewTenan
 		Webhooks:  []controlplane.Webhook{},
 		Dedicated: req.Dedicated, CreatedAt: now, UpdatedAt: now, URL: s.opts.Platform.TenantURL(req.Key),
 		Cell:    controlplane.Cell{Driver: s.driver.Name(), Database: controlplane.DatabaseName(id), S3Prefix: controlplane.S3Prefix(id)},
-		Secrets: controlplane.Secrets{SigningKeySeed: seed, SigningKeyID: "k-" + controlplane.NewTenantID()[:10], BootstrapUsers: users},
+		Secrets: controlplane.Secrets{SigningKeySeed: seed, SigningKeyID: controlplane.NewSigningKeyID(), BootstrapUsers: users},
 	}
 	ev := controlplane.Event{TenantID: id, To: t.State, At: now, Reason: "requested by super-admin"}
 	if err := s.store.CreateTenant(ctx, t, ev); err != nil {
@@ -164,7 +165,10 @@ func (s *Supervisor) Tenant(ctx context.Context, idOrKey string) (*controlplane.
 }
 
 // present fills the derived fields of a tenant shown to a caller.
-func (s *Supervisor) present(t *controlplane.Tenant) { t.URL = s.opts.Platform.TenantURL(t.Key) }
+func (s *Supervisor) present(t *controlplane.Tenant) {
+	t.URL = s.opts.Platform.TenantURL(t.Key)
+	t.SigningKeyID = t.Secrets.SigningKeyID
+}
 
 func (s *Supervisor) find(ctx context.Context, idOrKey string) (*controlplane.Tenant, error) {
 	idOrKey = strings.TrimSpace(idOrKey)
@@ -276,6 +280,29 @@ func (s *Supervisor) DeleteTenant(ctx context.Context, idOrKey string, now bool)
 		ev, err := t.Transition(controlplane.StateDeletionPending, reason, time.Now())
 		t.DeleteAt = &at
 		return ev, true, err
+	})
+}
+
+// RotateKeys implements controlplane.TenantService. Previous keys retired more than
+// auth.RefreshTTL ago (the lifetime of the longest token) are dropped. Tenant.Generation grows by
+// one, which makes the reconciler restart a live tenant's cell (restartCell); a suspended tenant
+// gets the new keys when resumed.
+func (s *Supervisor) RotateKeys(ctx context.Context, idOrKey string) (*controlplane.Tenant, error) {
+	return s.intent(ctx, idOrKey, func(t *controlplane.Tenant) (*controlplane.Event, bool, error) {
+		if t.State != controlplane.StateLive && t.State != controlplane.StateSuspended {
+			return nil, false, controlplane.Errorf(controlplane.EConflict, "the keys of a %s tenant cannot be rotated (it must be live or suspended)", t.State)
+		}
+		now := time.Now().UTC()
+		old := t.Secrets.SigningKeyID
+		kid := t.Secrets.RotateSigningKey(now, auth.RefreshTTL)
+		t.Generation++
+		t.UpdatedAt = now
+		kept := make([]string, 0, len(t.Secrets.PreviousKeys))
+		for _, k := range t.Secrets.PreviousKeys {
+			kept = append(kept, k.KID)
+		}
+		reason := fmt.Sprintf("signing key rotated by super-admin: %s replaces %s (verification keys kept: %s)", kid, old, strings.Join(kept, ", "))
+		return &controlplane.Event{TenantID: t.ID, From: t.State, To: t.State, At: now, Reason: reason}, true, nil
 	})
 }
 

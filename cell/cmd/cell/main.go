@@ -58,7 +58,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	authority := auth.NewAuthority(cfg.TenantID, cfg.SigningKey, cfg.SigningKeyID, cfg.ControlPlaneKey)
+	authority := auth.NewAuthority(cfg.TenantID, cfg.SigningKey, cfg.SigningKeyID, cfg.ControlPlaneKey, cfg.PreviousKeys...)
 	svc := service.New(cfg, store, blob, realtime.NewHub(), authority, log)
 	if err := svc.Bootstrap(ctx, cfg.BootstrapUsers); err != nil {
 		return fmt.Errorf("bootstrap users: %w", err)
