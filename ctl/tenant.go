@@ -88,20 +88,35 @@ func (a *app) tenantCreateCmd() *cobra.Command {
 // success, the others are failures), printing the outcome on stderr after the "<verb> <key>… "
 // prefix the caller wrote.
 func (a *app) waitFor(ctx context.Context, c *api.Client, t *controlplane.Tenant, start time.Time, timeout time.Duration, states ...controlplane.State) (*controlplane.Tenant, error) {
+	return a.poll(ctx, c, t, start, timeout, func(t *controlplane.Tenant) (bool, error) {
+		if !slices.Contains(states, t.State) {
+			return false, nil
+		}
+		took := time.Since(start).Seconds()
+		if t.State == states[0] {
+			fmt.Fprintf(a.errOut, "%s in %.2fs\n", t.State, took)
+			return true, nil
+		}
+		fmt.Fprintf(a.errOut, "%s after %.2fs\n", t.State, took)
+		return true, &cliError{codeFailed, fmt.Sprintf("tenant %s is %s: %s (see `ctl cell logs %s`)", t.Key, t.State, t.StateReason, t.Key)}
+	}, func(t *controlplane.Tenant) string {
+		return fmt.Sprintf("tenant %s is still %s after %s (see `ctl tenant get %s`)", t.Key, t.State, timeout, t.Key)
+	})
+}
+
+// poll re-reads the tenant every pollInterval until done reports true (returning its error) or
+// timeout has passed since start (returning a timeout error with stalled's message). It prints
+// "timed out" or "interrupted" on stderr when it gives up.
+func (a *app) poll(ctx context.Context, c *api.Client, t *controlplane.Tenant, start time.Time, timeout time.Duration,
+	done func(*controlplane.Tenant) (bool, error), stalled func(*controlplane.Tenant) string) (*controlplane.Tenant, error) {
 	deadline := start.Add(timeout)
 	for {
-		if slices.Contains(states, t.State) {
-			took := time.Since(start).Seconds()
-			if t.State == states[0] {
-				fmt.Fprintf(a.errOut, "%s in %.2fs\n", t.State, took)
-				return t, nil
-			}
-			fmt.Fprintf(a.errOut, "%s after %.2fs\n", t.State, took)
-			return t, &cliError{codeFailed, fmt.Sprintf("tenant %s is %s: %s (see `ctl cell logs %s`)", t.Key, t.State, t.StateReason, t.Key)}
+		if ok, err := done(t); ok {
+			return t, err
 		}
 		if time.Now().After(deadline) {
 			fmt.Fprintln(a.errOut, "timed out")
-			return t, &cliError{codeTimeout, fmt.Sprintf("tenant %s is still %s after %s (see `ctl tenant get %s`)", t.Key, t.State, timeout, t.Key)}
+			return t, &cliError{codeTimeout, stalled(t)}
 		}
 		select {
 		case <-ctx.Done():
@@ -343,32 +358,19 @@ func (a *app) tenantRotateKeysCmd() *cobra.Command {
 // configuration (Cell.Generation reaches Generation) and answers its health check, printing the
 // outcome on stderr after the prefix the caller wrote.
 func (a *app) waitRestarted(ctx context.Context, c *api.Client, t *controlplane.Tenant, start time.Time, timeout time.Duration) (*controlplane.Tenant, error) {
-	deadline := start.Add(timeout)
 	want := t.Generation
-	for {
-		if t.Cell.Generation >= want {
-			if st, err := c.CellStatus(ctx, t.ID); err == nil && st.Healthy {
-				fmt.Fprintf(a.errOut, "healthy in %.2fs\n", time.Since(start).Seconds())
-				return t, nil
-			}
+	return a.poll(ctx, c, t, start, timeout, func(t *controlplane.Tenant) (bool, error) {
+		if t.Cell.Generation < want {
+			return false, nil
 		}
-		if time.Now().After(deadline) {
-			fmt.Fprintln(a.errOut, "timed out")
-			return t, &cliError{codeTimeout, fmt.Sprintf("the cell of %s has not restarted with the new key after %s (see `ctl cell logs %s`)", t.Key, timeout, t.Key)}
+		if st, err := c.CellStatus(ctx, t.ID); err != nil || !st.Healthy {
+			return false, nil
 		}
-		select {
-		case <-ctx.Done():
-			fmt.Fprintln(a.errOut, "interrupted")
-			return t, ctx.Err()
-		case <-time.After(a.pollInterval):
-		}
-		next, err := c.GetTenant(ctx, t.ID)
-		if err != nil {
-			fmt.Fprintln(a.errOut)
-			return t, err
-		}
-		t = next
-	}
+		fmt.Fprintf(a.errOut, "healthy in %.2fs\n", time.Since(start).Seconds())
+		return true, nil
+	}, func(t *controlplane.Tenant) string {
+		return fmt.Sprintf("the cell of %s has not restarted with the new key after %s (see `ctl cell logs %s`)", t.Key, timeout, t.Key)
+	})
 }
 
 // printJSON prints v as indented JSON on stdout.
