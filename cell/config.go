@@ -38,6 +38,7 @@ const (
 	EnvBootstrapUsers     = "ATENDE_CELL_BOOTSTRAP_USERS"
 	EnvPresignTTL         = "ATENDE_CELL_PRESIGN_TTL"
 	EnvMaxUploadBytes     = "ATENDE_CELL_MAX_UPLOAD_BYTES"
+	EnvMaxAgents          = "ATENDE_CELL_MAX_AGENTS"
 	EnvUploadContentTypes = "ATENDE_CELL_UPLOAD_TYPES"
 	EnvLogLevel           = "ATENDE_CELL_LOG_LEVEL"
 )
@@ -123,6 +124,9 @@ type Config struct {
 	PresignTTL time.Duration
 	// MaxUploadBytes is the largest attachment accepted, in bytes.
 	MaxUploadBytes int64
+	// MaxAgents is the most users (agents and tenant-admins) the tenant's plan allows; 0 means no
+	// limit.
+	MaxAgents int
 	// UploadContentTypes is the attachment content-type allow-list.
 	UploadContentTypes []string
 	// LogLevel is "debug", "info", "warn" or "error".
@@ -156,7 +160,7 @@ func (c Config) Environ() []string {
 		{EnvSigningKey, seed}, {EnvSigningKeyID, c.SigningKeyID}, {EnvPreviousKeys, previous},
 		{EnvControlPlaneKey, pub},
 		{EnvBootstrapUsers, string(users)}, {EnvPresignTTL, c.PresignTTL.String()},
-		{EnvMaxUploadBytes, strconv.FormatInt(c.MaxUploadBytes, 10)},
+		{EnvMaxUploadBytes, strconv.FormatInt(c.MaxUploadBytes, 10)}, {EnvMaxAgents, strconv.Itoa(c.MaxAgents)},
 		{EnvUploadContentTypes, strings.Join(c.UploadContentTypes, ",")}, {EnvLogLevel, c.LogLevel},
 	}
 	out := make([]string, 0, len(kv))
@@ -247,6 +251,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s must be a positive number of bytes", EnvMaxUploadBytes))
 		}
 		c.MaxUploadBytes = n
+	}
+	if v := getenv(EnvMaxAgents); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("%s must be a number ≥ 0", EnvMaxAgents))
+		}
+		c.MaxAgents = n
 	}
 	if c.S3PublicEndpoint == "" {
 		c.S3PublicEndpoint = c.S3Endpoint

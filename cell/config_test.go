@@ -21,7 +21,7 @@ func TestConfigRoundTripsThroughEnviron(t *testing.T) {
 		SigningKey: key, SigningKeyID: "k1", ControlPlaneKey: cpPub,
 		PreviousKeys:   []VerificationKey{{KID: "k0", PublicKey: oldPub, RetiredAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}},
 		BootstrapUsers: []BootstrapUser{{Email: "a@acme.test", Name: "A", Roles: []string{RoleTenantAdmin}, PasswordHash: "$2a$10$x"}},
-		PresignTTL:     time.Minute, MaxUploadBytes: 1000, UploadContentTypes: []string{"image/png"}, LogLevel: "warn",
+		PresignTTL:     time.Minute, MaxUploadBytes: 1000, MaxAgents: 7, UploadContentTypes: []string{"image/png"}, LogLevel: "warn",
 	}
 	env := map[string]string{}
 	for _, kv := range want.Environ() {

@@ -166,12 +166,13 @@ type tenant struct {
 // host returns the tenant's Host header value on this stack's edge.
 func (s *stack) host(key string) string { return key + ".localhost:" + s.port }
 
-// createTenant creates a tenant through the control-plane API and waits until it is live. It
+// createTenant creates a tenant (enterprise plan: no user limit, the tests create 50 agents)
+// through the control-plane API and waits until it is live. It
 // returns the tenant and the time from the 202 to the first 200 on the tenant's host.
 func (s *stack) createTenant(key string) (tenant, time.Duration) {
 	s.t.Helper()
 	var tn tenant
-	st, body := s.cp("POST", "/api/tenants", map[string]any{"key": key, "name": strings.ToUpper(key[:1]) + key[1:], "adminEmail": "admin@" + key + ".test"}, &tn)
+	st, body := s.cp("POST", "/api/tenants", map[string]any{"key": key, "name": strings.ToUpper(key[:1]) + key[1:], "adminEmail": "admin@" + key + ".test", "plan": "enterprise"}, &tn)
 	if st != 202 {
 		s.t.Fatalf("create %s: %d %s", key, st, body)
 	}

@@ -255,6 +255,19 @@ func (s *Service) CreateAgent(ctx context.Context, p cell.Principal, email, name
 		name = strings.Split(email, "@")[0]
 	}
 	u := cell.User{ID: auth.RandomID(), Email: strings.TrimSpace(email), Name: strings.TrimSpace(name), Roles: roles, PasswordHash: hash, CreatedAt: s.now()}
+	// The count and the insert run under one lock so concurrent creates cannot pass the plan's
+	// limit together (one cell process serves a tenant).
+	s.agentsMu.Lock()
+	defer s.agentsMu.Unlock()
+	if s.cfg.MaxAgents > 0 {
+		users, err := s.store.ListUsers(ctx)
+		if err != nil {
+			return AgentCreated{}, err
+		}
+		if len(users) >= s.cfg.MaxAgents {
+			return AgentCreated{}, cell.Errorf(cell.EForbidden, "the tenant's plan allows at most %d users; remove one or change plan", s.cfg.MaxAgents)
+		}
+	}
 	if err := s.store.CreateUser(ctx, &u); err != nil {
 		if cell.ErrorCode(err) == cell.EConflict {
 			return AgentCreated{}, cell.Errorf(cell.EConflict, "a user with email %s already exists", u.Email)

@@ -47,6 +47,8 @@ type Service struct {
 	seqs   map[string]*chatLock
 	lastMu sync.Mutex
 	last   map[string]lastNote
+	// agentsMu serialises user creation so the plan's MaxAgents holds under concurrency.
+	agentsMu sync.Mutex
 }
 
 // chatLock serialises, within this process, every write to one chat: message appends (and their

@@ -478,3 +478,26 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanLimitsUsers: concurrent creates never pass the plan's user limit.
+func TestPlanLimitsUsers(t *testing.T) {
+	tc := startCell(t, func(c *cell.Config) { c.MaxAgents = 3 }) // the bootstrap admin is one
+	admin := tc.token(auth.TypeAccess, "admin-1", cell.RoleTenantAdmin)
+	statuses := make([]int, 6)
+	var wg sync.WaitGroup
+	for i := range statuses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i] = tc.do("POST", "/api/agents", admin, map[string]string{"email": fmt.Sprintf("a%d@acme.test", i), "password": "agent-password"}, nil)
+		}()
+	}
+	wg.Wait()
+	count := map[int]int{}
+	for _, st := range statuses {
+		count[st]++
+	}
+	if count[201] != 2 || count[403] != 4 {
+		t.Fatalf("6 concurrent creates with room for 2: %v", count)
+	}
+}

@@ -65,7 +65,7 @@ func (p Platform) CellConfig(t *controlplane.Tenant) cell.Config {
 		S3AccessKey: p.S3AccessKey, S3SecretKey: p.S3SecretKey,
 		SigningKeyID: t.Secrets.SigningKeyID, PreviousKeys: t.Secrets.PreviousKeys, ControlPlaneKey: p.ControlPlaneKey,
 		BootstrapUsers: t.Secrets.BootstrapUsers, PresignTTL: p.PresignTTL,
-		MaxUploadBytes: t.Limits.MaxUploadBytes, LogLevel: strings.ToLower(p.CellLogLevel),
+		MaxUploadBytes: t.Limits.MaxUploadBytes, MaxAgents: t.Limits.MaxAgents, LogLevel: strings.ToLower(p.CellLogLevel),
 	}
 	if len(t.Secrets.SigningKeySeed) == ed25519.SeedSize {
 		cfg.SigningKey = ed25519.NewKeyFromSeed(t.Secrets.SigningKeySeed)
