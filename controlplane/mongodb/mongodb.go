@@ -355,7 +355,9 @@ func (s *Store) SaveTenant(ctx context.Context, t *controlplane.Tenant, ev *cont
 	t.Version = next.Version
 	if ev != nil {
 		ev.Seq = t.Version
-		return s.insertEvent(ctx, *ev)
+		// The state is saved: its event must not be lost to a shutdown cancelling ctx between
+		// the two writes (a crash there still loses it; see issue 5's crash-point tests).
+		return s.insertEvent(context.WithoutCancel(ctx), *ev)
 	}
 	return nil
 }

@@ -168,7 +168,7 @@ func waitState(t *testing.T, sup *supervisor.Supervisor, key string, want contro
 // eventually polls cond every 10 ms for up to 5 s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second) // generous: CI runs packages in parallel on 2 cores
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting: %s", what)
