@@ -501,3 +501,39 @@ func TestPlanLimitsUsers(t *testing.T) {
 		t.Fatalf("6 concurrent creates with room for 2: %v", count)
 	}
 }
+
+// TestSuperAdminTokensOnlyOnAdminEndpoints: a control-plane token for this cell's audience
+// reaches admin endpoints only; for another audience it is refused everywhere.
+func TestSuperAdminTokensOnlyOnAdminEndpoints(t *testing.T) {
+	tc := startCell(t, nil)
+	_, chat := tc.newVisitorChat("hi")
+	sign := func(aud string) string {
+		c := auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: cell.ControlPlaneIssuer, Subject: "root",
+			Audience: jwt.ClaimStrings{aud}, ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))},
+			TenantID: tc.cfg.TenantID, Roles: []string{cell.RoleSuperAdmin, cell.RoleTenantAdmin, cell.RoleAgent}, Type: auth.TypeAccess}
+		s, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c).SignedString(tc.cpKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	own, foreign := sign(cell.Audience(tc.cfg.TenantID)), sign(cell.Audience("another-tenant"))
+	cases := []struct {
+		method, path string
+		token        string
+		want         int
+	}{
+		{"GET", "/api/agents", own, 200},
+		{"GET", "/api/audit", own, 200},
+		{"GET", "/api/chat/queue", own, 403},
+		{"GET", "/api/chats/" + chat.ID, own, 404},
+		{"POST", "/api/chat/" + chat.ID + "/accept", own, 403},
+		{"POST", "/api/ws-ticket", own, 403},
+		{"GET", "/api/agents", foreign, 401},
+	}
+	for _, c := range cases {
+		if st := tc.do(c.method, c.path, c.token, nil, nil); st != c.want {
+			t.Errorf("%s %s: %d, want %d", c.method, c.path, st, c.want)
+		}
+	}
+}
