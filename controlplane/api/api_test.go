@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -320,4 +321,41 @@ func TestAPI(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestConcurrentCreatesOfOneKey: two creates of the same key at once → one 202, one 409
+// (issue 5's failure list), over the real registry on FerretDB.
+func TestConcurrentCreatesOfOneKey(t *testing.T) {
+	s := startStack(t)
+	ctx := context.Background()
+	for round := 0; round < 5; round++ {
+		key := fmt.Sprintf("race%d", round)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, errs[i] = s.good.CreateTenant(ctx, api.CreateTenantRequest{Key: key, Name: "Race", AdminEmail: "admin@race.test"})
+			}()
+		}
+		close(start)
+		wg.Wait()
+		ok, conflict := 0, 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case code(err) == controlplane.EConflict:
+				conflict++
+			default:
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if ok != 1 || conflict != 1 {
+			t.Fatalf("round %d: %d accepted, %d conflicts; want 1 and 1", round, ok, conflict)
+		}
+	}
 }
