@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +22,7 @@ import (
 	"atende/controlplane/ferret"
 	"atende/controlplane/mongodb"
 	"atende/controlplane/process"
+	"atende/controlplane/process/processtest"
 	"atende/controlplane/supervisor"
 )
 
@@ -31,17 +30,13 @@ import (
 var fakeBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "atende-fakecell-")
+	bin, cleanup, err := processtest.BuildFakeCell()
 	if err != nil {
 		panic(err)
 	}
-	fakeBin = filepath.Join(dir, "fakecell")
-	if out, err := exec.Command("go", "build", "-o", fakeBin, "../process/testdata/fakecell").CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		panic(fmt.Sprintf("build fakecell: %v\n%s", err, out))
-	}
+	fakeBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 

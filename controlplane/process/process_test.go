@@ -2,12 +2,10 @@ package process_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,23 +16,20 @@ import (
 	"atende/cell"
 	"atende/controlplane"
 	"atende/controlplane/process"
+	"atende/controlplane/process/processtest"
 )
 
 // fakeBin is the fake cell (testdata/fakecell) compiled by TestMain.
 var fakeBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "atende-fakecell-")
+	bin, cleanup, err := processtest.BuildFakeCell()
 	if err != nil {
 		panic(err)
 	}
-	fakeBin = filepath.Join(dir, "fakecell")
-	if out, err := exec.Command("go", "build", "-o", fakeBin, "./testdata/fakecell").CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		panic(fmt.Sprintf("build fakecell: %v\n%s", err, out))
-	}
+	fakeBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 

@@ -2,12 +2,9 @@ package supervisor_test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -18,6 +15,7 @@ import (
 	"atende/controlplane/ferret"
 	"atende/controlplane/mongodb"
 	"atende/controlplane/process"
+	"atende/controlplane/process/processtest"
 	"atende/controlplane/supervisor"
 	"atende/traefik"
 )
@@ -26,17 +24,13 @@ import (
 var fakeBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "atende-fakecell-")
+	bin, cleanup, err := processtest.BuildFakeCell()
 	if err != nil {
 		panic(err)
 	}
-	fakeBin = filepath.Join(dir, "fakecell")
-	if out, err := exec.Command("go", "build", "-o", fakeBin, "../process/testdata/fakecell").CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		panic(fmt.Sprintf("build fakecell: %v\n%s", err, out))
-	}
+	fakeBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
