@@ -1,6 +1,10 @@
 package web
 
-import "testing"
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
 
 func TestCheckJSONKeys(t *testing.T) {
 	cases := []struct {
@@ -27,11 +31,43 @@ func TestCheckJSONKeys(t *testing.T) {
 	}
 }
 
-// FuzzCheckJSONKeys: the guard never panics and never lets a "$" key through.
+// FuzzCheckJSONKeys: the guard never panics, and nothing it accepts decodes to an object with a
+// key starting with "$" or containing "." or NUL.
 func FuzzCheckJSONKeys(f *testing.F) {
 	f.Add([]byte(`{"email":{"$ne":""}}`))
 	f.Add([]byte(`{"a":[{"b":"c"}],"d":{"e":1}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_ = checkJSONKeys(data)
+		if checkJSONKeys(data) != nil {
+			return
+		}
+		var v any
+		if json.Unmarshal(data, &v) != nil {
+			return // the guard passes syntax it does not need to judge on to the decoder
+		}
+		if k, bad := forbiddenKey(v); bad {
+			t.Fatalf("guard accepted key %q in %q", k, data)
+		}
 	})
+}
+
+// forbiddenKey walks a decoded JSON value for an object key the guard must refuse.
+func forbiddenKey(v any) (string, bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, child := range x {
+			if strings.HasPrefix(k, "$") || strings.ContainsAny(k, ".\x00") {
+				return k, true
+			}
+			if k, bad := forbiddenKey(child); bad {
+				return k, true
+			}
+		}
+	case []any:
+		for _, child := range x {
+			if k, bad := forbiddenKey(child); bad {
+				return k, true
+			}
+		}
+	}
+	return "", false
 }
