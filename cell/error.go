@@ -15,7 +15,10 @@ const (
 	ERateLimited  = "rate_limited"
 	EMisdirected  = "misdirected"
 	ETooLarge     = "too_large"
-	EInternal     = "internal"
+	// EUnavailable: the tenant takes no new chats now (no agent online, or outside business
+	// hours); the widget shows the offline form.
+	EUnavailable = "unavailable"
+	EInternal    = "internal"
 )
 
 // Error is the one error type of the cell domain. Code is one of the E* constants; Message is

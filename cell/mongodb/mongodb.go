@@ -44,6 +44,10 @@ type Store struct {
 	sessions    *mongo.Collection
 	settings    *mongo.Collection
 	audit       *mongo.Collection
+	notes       *mongo.Collection
+	departments *mongo.Collection
+	canned      *mongo.Collection
+	offline     *mongo.Collection
 
 	foreignReads atomic.Int64
 }
@@ -65,6 +69,8 @@ func Open(ctx context.Context, uri, dbName, tenantID string) (*Store, error) {
 		messages: db.Collection("messages"), attachments: db.Collection("attachments"),
 		claims: db.Collection("claims"), sessions: db.Collection("sessions"),
 		settings: db.Collection("settings"), audit: db.Collection("audit"),
+		notes: db.Collection("notes"), departments: db.Collection("departments"),
+		canned: db.Collection("canned"), offline: db.Collection("offline_messages"),
 	}, nil
 }
 
@@ -88,6 +94,11 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 		}},
 		{s.messages, []mongo.IndexModel{
 			{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "chatId", Value: 1}, {Key: "createdAt", Value: 1}}},
+			{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "chatId", Value: 1}, {Key: "seq", Value: 1}}, Options: options.Index().SetUnique(true)},
+			{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "chatId", Value: 1}, {Key: "clientMsgId", Value: 1}}, Options: options.Index().SetUnique(true)},
+		}},
+		// Private notes: the same shape as messages, in their own collection and seq stream.
+		{s.notes, []mongo.IndexModel{
 			{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "chatId", Value: 1}, {Key: "seq", Value: 1}}, Options: options.Index().SetUnique(true)},
 			{Keys: bson.D{{Key: "tenantId", Value: 1}, {Key: "chatId", Value: 1}, {Key: "clientMsgId", Value: 1}}, Options: options.Index().SetUnique(true)},
 		}},
@@ -311,10 +322,11 @@ func (s *Store) SetChatResolved(ctx context.Context, chatID string, at time.Time
 	}, "chat")
 }
 
-// RecordLastMessage raises the chat's lastSeq to seq (never lowers it) and sets its preview.
-func (s *Store) RecordLastMessage(ctx context.Context, chatID string, seq int64, preview string) error {
+// RecordLastMessage raises the chat's lastSeq to seq and lastActivityAt to at (never lowers
+// them) and sets its preview.
+func (s *Store) RecordLastMessage(ctx context.Context, chatID string, seq int64, preview string, at time.Time) error {
 	return s.update(ctx, s.chats, chatID, bson.D{
-		{Key: "$max", Value: bson.D{{Key: "lastSeq", Value: seq}}},
+		{Key: "$max", Value: bson.D{{Key: "lastSeq", Value: seq}, {Key: "lastActivityAt", Value: at}}},
 		{Key: "$set", Value: bson.D{{Key: "preview", Value: preview}}},
 	}, "chat")
 }
@@ -351,22 +363,41 @@ func MessageID(chatID string, seq int64) string { return fmt.Sprintf("%s:%012d",
 func (s *Store) InsertMessage(ctx context.Context, m *cell.Message) error {
 	m.TenantID = s.tenantID
 	m.ID = MessageID(m.ChatID, m.Seq)
-	return s.insert(ctx, s.messages, m, "message")
+	if m.Private {
+		m.ID = "n:" + m.ID
+	}
+	return s.insert(ctx, s.thread(m.Private), m, "message")
+}
+
+// thread returns the collection of a chat's messages (private false) or notes (private true).
+func (s *Store) thread(private bool) *mongo.Collection {
+	if private {
+		return s.notes
+	}
+	return s.messages
+}
+
+// threadID returns the _id of seq in the chat's message or note stream.
+func threadID(chatID string, seq int64, private bool) string {
+	if private {
+		return "n:" + MessageID(chatID, seq)
+	}
+	return MessageID(chatID, seq)
 }
 
 // MessageByClientID returns the chat's message with clientMsgID, or not_found. It scans on
 // FerretDB v1 (no pushdown), so callers use it only after an insert conflict.
-func (s *Store) MessageByClientID(ctx context.Context, chatID, clientMsgID string) (cell.Message, error) {
+func (s *Store) MessageByClientID(ctx context.Context, chatID, clientMsgID string, private bool) (cell.Message, error) {
 	var m cell.Message
-	err := s.findOne(ctx, s.messages, &m, "message",
+	err := s.findOne(ctx, s.thread(private), &m, "message",
 		bson.E{Key: "chatId", Value: chatID}, bson.E{Key: "clientMsgId", Value: clientMsgID})
 	return m, err
 }
 
 // HasMessageSeq reports whether the chat has a message with seq (a point read).
-func (s *Store) HasMessageSeq(ctx context.Context, chatID string, seq int64) (bool, error) {
+func (s *Store) HasMessageSeq(ctx context.Context, chatID string, seq int64, private bool) (bool, error) {
 	var m cell.Message
-	err := s.get(ctx, s.messages, MessageID(chatID, seq), &m, "message")
+	err := s.get(ctx, s.thread(private), threadID(chatID, seq, private), &m, "message")
 	switch cell.ErrorCode(err) {
 	case "":
 		return true, nil
@@ -383,7 +414,7 @@ const historyReaders = 8
 // MessagesInRange returns the chat's messages with after < seq ≤ upTo in seq order, by point reads
 // (seqs are gapless). It stops at the first missing seq, so the result is always a contiguous run
 // starting at after+1.
-func (s *Store) MessagesInRange(ctx context.Context, chatID string, after, upTo int64) ([]cell.Message, error) {
+func (s *Store) MessagesInRange(ctx context.Context, chatID string, after, upTo int64, private bool) ([]cell.Message, error) {
 	n := int(max(0, upTo-after))
 	msgs := make([]cell.Message, n)
 	errs := make([]error, n)
@@ -395,7 +426,7 @@ func (s *Store) MessagesInRange(ctx context.Context, chatID string, after, upTo 
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			errs[i] = s.get(ctx, s.messages, MessageID(chatID, after+1+int64(i)), &msgs[i], "message")
+			errs[i] = s.get(ctx, s.thread(private), threadID(chatID, after+1+int64(i), private), &msgs[i], "message")
 		}()
 	}
 	wg.Wait()

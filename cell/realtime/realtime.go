@@ -38,6 +38,9 @@ type Client struct {
 	// Subject and SessionID identify who the connection belongs to, so a logout or a removed
 	// agent can be disconnected (Hub.Disconnect).
 	Subject, SessionID string
+	// Staff is true for agents and tenant-admins; Admin for tenant-admins. Set them before the
+	// client joins any room: filters (notes, department scoping) read them.
+	Staff, Admin bool
 
 	outbox chan []byte
 	done   chan struct{}
@@ -83,6 +86,9 @@ func (c *Client) Send(frame []byte, lossy bool) bool {
 	case <-c.done:
 		return false
 	default:
+	}
+	if lossy && len(c.outbox) >= OutboxSize/2 {
+		return false // typing and presence are dropped first, long before messages are at risk
 	}
 	select {
 	case c.outbox <- frame:
@@ -154,22 +160,68 @@ func (h *Hub) Remove(c *Client) {
 // Publish marshals frame once and queues it to every client in room except `except` (may be
 // nil). Lossy frames may be dropped for slow clients; reliable ones disconnect slow clients.
 func (h *Hub) Publish(room string, frame any, lossy bool, except *Client) error {
+	return h.PublishTo(room, frame, lossy, except, nil)
+}
+
+// PublishTo is Publish restricted to the clients for which filter returns true (nil: all). The
+// filter runs without the hub's lock held.
+func (h *Hub) PublishTo(room string, frame any, lossy bool, except *Client, filter func(*Client) bool) error {
 	data, err := json.Marshal(frame)
 	if err != nil {
 		return err
 	}
-	h.mu.RLock()
-	targets := make([]*Client, 0, len(h.rooms[room]))
-	for c := range h.rooms[room] {
-		if c != except {
-			targets = append(targets, c)
+	targets := h.Members(room)
+	n := 0
+	for _, c := range targets {
+		if c != except && (filter == nil || filter(c)) {
+			targets[n] = c
+			n++
 		}
 	}
-	h.mu.RUnlock()
+	targets = targets[:n]
 	for _, c := range targets {
 		c.Send(data, lossy)
 	}
 	return nil
+}
+
+// Members returns the clients in room at the time of the call.
+func (h *Hub) Members(room string) []*Client {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]*Client, 0, len(h.rooms[room]))
+	for c := range h.rooms[room] {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Rooms returns the rooms c is in at the time of the call.
+func (h *Hub) Rooms(c *Client) []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]string, 0, len(c.rooms))
+	for r := range c.rooms {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Clients returns every client in any room for which match is true.
+func (h *Hub) Clients(match func(*Client) bool) []*Client {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	seen := map[*Client]bool{}
+	var out []*Client
+	for _, members := range h.rooms {
+		for c := range members {
+			if !seen[c] && match(c) {
+				seen[c] = true
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // Disconnect closes, with reason, every client for which match is true and takes it out of its

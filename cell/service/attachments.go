@@ -39,7 +39,7 @@ func (s *Service) CreateAttachment(ctx context.Context, p cell.Principal, in Att
 	if err != nil {
 		return Upload{}, err
 	}
-	if err := s.maySend(p, chat); err != nil {
+	if err := s.maySend(p, chat, false); err != nil {
 		return Upload{}, err
 	}
 	in.ContentType = strings.ToLower(strings.TrimSpace(in.ContentType))

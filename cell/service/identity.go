@@ -298,32 +298,30 @@ func (s *Service) DeleteAgent(ctx context.Context, p cell.Principal, id string) 
 		return err
 	}
 	s.hub.Disconnect(func(c *realtime.Client) bool { return c.Subject == id }, "account removed")
+	s.forgetUser(id)
+	s.unassignAll(ctx, id, p.Author())
 	s.Audit(ctx, cell.AuditEntry{Actor: p.Author(), Action: "agent.delete", Target: id, Outcome: cell.OutcomeOK})
 	return nil
 }
 
 // PublicSettings is what the widget and console show before login.
 type PublicSettings struct {
-	TenantID string   `json:"tenantId"`
-	Key      string   `json:"key"`
-	Name     string   `json:"name"`
-	Branding Branding `json:"branding"`
-}
-
-// Branding is the tenant's look in the widget and console.
-type Branding struct {
-	PrimaryColor string `json:"primaryColor"`
-	WelcomeText  string `json:"welcomeText"`
+	TenantID string        `json:"tenantId"`
+	Key      string        `json:"key"`
+	Name     string        `json:"name"`
+	Branding cell.Branding `json:"branding"`
+	// BusinessHours lets the widget show when chats open again.
+	BusinessHours cell.BusinessHours `json:"businessHours"`
 }
 
 // PublicSettings returns the tenant's public settings.
-func (s *Service) PublicSettings() PublicSettings {
+func (s *Service) PublicSettings(ctx context.Context) PublicSettings {
 	name := s.cfg.TenantName
 	if name == "" {
 		name = s.cfg.TenantKey
 	}
-	return PublicSettings{TenantID: s.cfg.TenantID, Key: s.cfg.TenantKey, Name: name,
-		Branding: Branding{PrimaryColor: "#2563eb", WelcomeText: "Hi! How can we help you today?"}}
+	st := s.settings(ctx)
+	return PublicSettings{TenantID: s.cfg.TenantID, Key: s.cfg.TenantKey, Name: name, Branding: st.Branding, BusinessHours: st.BusinessHours}
 }
 
 // ChangePassword replaces the caller's password after checking the current one. Every session of
@@ -380,8 +378,10 @@ func (s *Service) SetAgentDisabled(ctx context.Context, p cell.Principal, id str
 	if err := s.store.SetUserDisabled(ctx, id, disabled); err != nil {
 		return cell.User{}, err
 	}
+	s.forgetUser(id)
 	if disabled {
 		s.hub.Disconnect(func(c *realtime.Client) bool { return c.Subject == id }, "account disabled")
+		s.unassignAll(ctx, id, p.Author())
 	}
 	action := "agent.enable"
 	if disabled {

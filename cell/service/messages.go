@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"atende/cell"
@@ -17,6 +18,8 @@ type SendInput struct {
 	Body         string
 	ClientMsgID  string
 	AttachmentID string
+	// Private makes the message a note: staff only, in the chat's separate note stream.
+	Private bool
 }
 
 // maxSeqRetries bounds how often an append retries after another process took its seq.
@@ -40,14 +43,23 @@ func (s *Service) SendMessage(ctx context.Context, p cell.Principal, in SendInpu
 	if in.Body == "" && in.AttachmentID == "" {
 		return cell.Message{}, false, cell.Errorf(cell.EInvalid, "a message needs a body or an attachment")
 	}
+	if in.Private && !p.IsStaff() {
+		return cell.Message{}, false, cell.Errorf(cell.EForbidden, "only agents and tenant-admins write notes")
+	}
 	chat, err := s.Chat(ctx, p, in.ChatID)
 	if err != nil {
 		return cell.Message{}, false, err
 	}
-	if err := s.maySend(p, chat); err != nil {
-		return s.replayOr(ctx, p, chat.ID, in.ClientMsgID, err)
+	if p.HasRole(cell.RoleVisitor) && !chat.Status.Open() {
+		// A visitor writing into a closed chat reopens it within the tenant's window.
+		if chat, err = s.reopen(ctx, p, chat); err != nil {
+			return s.replayOr(ctx, p, in.ChatID, in.ClientMsgID, false, err)
+		}
 	}
-	msg = cell.Message{ChatID: chat.ID, ClientMsgID: in.ClientMsgID, From: p.Author(), Body: in.Body, CreatedAt: s.now()}
+	if err := s.maySend(p, chat, in.Private); err != nil {
+		return s.replayOr(ctx, p, chat.ID, in.ClientMsgID, in.Private, err)
+	}
+	msg = cell.Message{ChatID: chat.ID, ClientMsgID: in.ClientMsgID, From: p.Author(), Body: in.Body, CreatedAt: s.now(), Private: in.Private}
 	if in.AttachmentID != "" {
 		att, err := s.store.Attachment(ctx, in.AttachmentID)
 		if err != nil || att.ChatID != chat.ID {
@@ -65,27 +77,35 @@ func (s *Service) SendMessage(ctx context.Context, p cell.Principal, in SendInpu
 	}
 	replayed, err := s.append(ctx, p, &msg)
 	if err != nil {
-		return s.replayOr(ctx, p, chat.ID, in.ClientMsgID, err)
+		return s.replayOr(ctx, p, chat.ID, in.ClientMsgID, in.Private, err)
+	}
+	if !replayed && !msg.Private {
+		s.emit(ctx, "message.created", "message.created:"+msg.ID, msg)
 	}
 	return msg, replayed, nil
 }
 
 // replayOr answers a refused send: if the sender's message with clientMsgID was stored before
 // (its ack was lost and the chat has since closed), the stored message, else err.
-func (s *Service) replayOr(ctx context.Context, p cell.Principal, chatID, clientMsgID string, err error) (cell.Message, bool, error) {
+func (s *Service) replayOr(ctx context.Context, p cell.Principal, chatID, clientMsgID string, private bool, err error) (cell.Message, bool, error) {
 	if cell.ErrorCode(err) == cell.EConflict || cell.ErrorCode(err) == cell.EForbidden {
-		if prev, perr := s.store.MessageByClientID(ctx, chatID, clientMsgID); perr == nil && prev.From.ID == p.Subject {
+		if prev, perr := s.store.MessageByClientID(ctx, chatID, clientMsgID, private); perr == nil && prev.From.ID == p.Subject {
 			return prev, true, nil
 		}
 	}
 	return cell.Message{}, false, err
 }
 
-// maySend checks the sender's right to write into chat.
-func (s *Service) maySend(p cell.Principal, chat cell.Chat) error {
+// maySend checks the sender's right to write into chat: the chat's visitor while it is open; the
+// assigned agent while it is active; a tenant-admin while it is open. Notes may also be written
+// by any staff member who may see the chat, in any state (a note after resolve is a common
+// hand-over).
+func (s *Service) maySend(p cell.Principal, chat cell.Chat, private bool) error {
 	switch {
-	case chat.Status == cell.ChatResolved:
-		return cell.Errorf(cell.EConflict, "chat is resolved")
+	case private && p.IsStaff():
+		return nil // Chat() already checked the staff member may see it.
+	case !chat.Status.Open():
+		return cell.Errorf(cell.EConflict, "chat is %s", chat.Status)
 	case p.HasRole(cell.RoleVisitor):
 		return nil // Chat() already checked it is the visitor's own chat.
 	case p.HasRole(cell.RoleTenantAdmin):
@@ -109,50 +129,70 @@ func (s *Service) append(ctx context.Context, p cell.Principal, msg *cell.Messag
 	if err != nil {
 		return false, err
 	}
-	if err := s.maySend(p, chat); err != nil {
+	if err := s.maySend(p, chat, msg.Private); err != nil {
 		return false, err
 	}
+	last, loaded := &st.last, &st.loaded
+	if msg.Private {
+		last, loaded = &st.lastNote, &st.noteLoaded
+	}
 	for attempt := 0; attempt < maxSeqRetries; attempt++ {
-		if !st.loaded {
-			if st.last, err = s.lastSeq(ctx, chat); err != nil {
+		if !*loaded {
+			if *last, err = s.lastSeqOf(ctx, chat, msg.Private); err != nil {
 				return false, err
 			}
-			st.loaded = true
+			*loaded = true
 		}
-		msg.Seq = st.last + 1
+		msg.Seq = *last + 1
 		err = s.store.InsertMessage(ctx, msg)
 		if err == nil {
-			st.last = msg.Seq
-			s.noteLast(chat.ID, msg.Seq, preview(msg))
+			*last = msg.Seq
+			if msg.Private {
+				// Notes go to staff members following the chat only; never to the visitor.
+				_ = s.hub.PublishTo(realtime.ChatRoom(s.cfg.TenantID, chat.ID), MessageEvent{Type: "note", Message: *msg}, false, nil, staffOnly)
+				return false, nil
+			}
+			s.noteLast(chat.ID, msg.Seq, preview(msg), msg.CreatedAt)
 			// Publishing never blocks (bounded outboxes), so holding the lock here is cheap.
 			_ = s.hub.Publish(realtime.ChatRoom(s.cfg.TenantID, chat.ID), MessageEvent{Type: "message", Message: *msg}, false, nil)
+			s.afterMessage(ctx, chat, msg)
 			return false, nil
 		}
 		if cell.ErrorCode(err) != cell.EConflict {
 			return false, err
 		}
-		if prev, perr := s.store.MessageByClientID(ctx, chat.ID, msg.ClientMsgID); perr == nil {
+		if prev, perr := s.store.MessageByClientID(ctx, chat.ID, msg.ClientMsgID, msg.Private); perr == nil {
 			if prev.From.ID != msg.From.ID {
 				return false, cell.Errorf(cell.EConflict, "clientMsgId %q is already used in this chat by someone else", msg.ClientMsgID)
 			}
 			*msg = prev
 			return true, nil
 		}
-		st.loaded = false // another process took the seq: reload and retry
+		*loaded = false // another process took the seq: reload and retry
 	}
 	return false, errors.New("service: could not assign a message seq after retries")
 }
 
-// lastSeq returns the highest stored seq of chat: the recorded lastSeq, then probing upward for
-// messages stored after it (a crash between insert and RecordLastMessage, or another process).
+// lastSeq returns the highest stored message seq of chat: the recorded lastSeq, then probing
+// upward for messages stored after it (a crash between insert and RecordLastMessage, or another
+// process).
 func (s *Service) lastSeq(ctx context.Context, chat cell.Chat) (int64, error) {
-	fresh, err := s.store.Chat(ctx, chat.ID)
-	if err != nil {
-		return 0, err
+	return s.lastSeqOf(ctx, chat, false)
+}
+
+// lastSeqOf is lastSeq for the chat's messages (private false) or notes (private true; notes
+// have no recorded hint, so the probe starts at 0 — notes are few).
+func (s *Service) lastSeqOf(ctx context.Context, chat cell.Chat, private bool) (int64, error) {
+	var last int64
+	if !private {
+		fresh, err := s.store.Chat(ctx, chat.ID)
+		if err != nil {
+			return 0, err
+		}
+		last = fresh.LastSeq
 	}
-	last := fresh.LastSeq
 	for {
-		ok, err := s.store.HasMessageSeq(ctx, chat.ID, last+1)
+		ok, err := s.store.HasMessageSeq(ctx, chat.ID, last+1, private)
 		if err != nil {
 			return 0, err
 		}
@@ -231,17 +271,19 @@ func (s *Service) History(ctx context.Context, p cell.Principal, chatID string, 
 	}
 	msgs := []cell.Message{}
 	if upTo > since {
-		if msgs, err = s.store.MessagesInRange(ctx, chat.ID, since, upTo); err != nil {
+		if msgs, err = s.store.MessagesInRange(ctx, chat.ID, since, upTo, false); err != nil {
 			return History{}, err
 		}
 	}
 	return History{Messages: msgs, Complete: upTo >= last, LastSeq: last}, nil
 }
 
-// lastNote is a chat's newest seq and preview waiting to be written to the chat document.
+// lastNote is a chat's newest seq, preview and message time waiting to be written to the chat
+// document.
 type lastNote struct {
 	seq     int64
 	preview string
+	at      time.Time
 }
 
 // FlushInterval is how often the chats' lastSeq and preview hints are written back.
@@ -250,10 +292,10 @@ const FlushInterval = 100 * time.Millisecond
 // noteLast records a chat's newest message for the next flush. The chat document's lastSeq is a
 // hint (lastSeq() probes past it by point reads), so writing it once per interval instead of once
 // per message saves an update on every send without weakening anything.
-func (s *Service) noteLast(chatID string, seq int64, preview string) {
+func (s *Service) noteLast(chatID string, seq int64, preview string, at time.Time) {
 	s.lastMu.Lock()
 	if prev, ok := s.last[chatID]; !ok || prev.seq < seq {
-		s.last[chatID] = lastNote{seq: seq, preview: preview}
+		s.last[chatID] = lastNote{seq: seq, preview: preview, at: at}
 	}
 	s.lastMu.Unlock()
 }
@@ -265,6 +307,9 @@ func (s *Service) withLast(c cell.Chat) cell.Chat {
 	s.lastMu.Unlock()
 	if ok && n.seq > c.LastSeq {
 		c.LastSeq, c.Preview = n.seq, n.preview
+		if n.at.After(c.LastActivityAt) {
+			c.LastActivityAt = n.at
+		}
 	}
 	return c
 }
@@ -278,33 +323,65 @@ func (s *Service) withLastAll(chats []cell.Chat) []cell.Chat {
 }
 
 // flushLast writes the noted lastSeq/preview hints; failures are logged and retried next time.
+// A hint stays readable (withLast) until its write is done, so no reader sees the stored value
+// fall behind while a flush is in flight.
 func (s *Service) flushLast(ctx context.Context) {
 	s.lastMu.Lock()
-	batch := s.last
-	s.last = map[string]lastNote{}
+	batch := make(map[string]lastNote, len(s.last))
+	for id, n := range s.last {
+		batch[id] = n
+	}
 	s.lastMu.Unlock()
 	for chatID, n := range batch {
 		st := s.lockChat(chatID)
-		if err := s.store.RecordLastMessage(ctx, chatID, n.seq, n.preview); err != nil {
+		err := s.store.RecordLastMessage(ctx, chatID, n.seq, n.preview, n.at)
+		if err != nil {
 			s.log.Warn("chat lastSeq not recorded", "chatId", chatID, "error", err)
-			s.noteLast(chatID, n.seq, n.preview)
+		} else {
+			s.lastMu.Lock()
+			if cur, ok := s.last[chatID]; ok && cur.seq <= n.seq {
+				delete(s.last, chatID)
+			}
+			s.lastMu.Unlock()
 		}
 		s.unlockChat(chatID, st)
 	}
 }
 
-// Run writes the chats' lastSeq hints every FlushInterval until ctx ends, then once more.
+// afterMessage records, under the chat's lock, what a message changes on the chat besides its
+// seq: the first response time (the first agent message after an accept).
+func (s *Service) afterMessage(ctx context.Context, chat cell.Chat, msg *cell.Message) {
+	if msg.From.Role == cell.RoleVisitor || chat.FirstResponseAt != nil || chat.AcceptedAt == nil {
+		return
+	}
+	at := msg.CreatedAt
+	chat.FirstResponseAt = &at
+	if err := s.store.ReplaceChat(ctx, &chat); err != nil {
+		s.log.Warn("first response time not recorded", "chatId", chat.ID, "error", err)
+	}
+}
+
+// Run writes the chats' lastSeq hints every FlushInterval, runs routing passes and the timers,
+// until ctx ends; then it flushes once more.
 func (s *Service) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go s.routeLoop(ctx, &wg)
 	t := time.NewTicker(FlushInterval)
 	defer t.Stop()
+	timers := time.NewTicker(timerEvery)
+	defer timers.Stop()
 	for {
 		select {
 		case <-t.C:
 			s.flushLast(ctx)
+		case <-timers.C:
+			s.sweepTimers(ctx)
 		case <-ctx.Done():
 			flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			s.flushLast(flushCtx)
 			cancel()
+			wg.Wait()
 			return
 		}
 	}

@@ -7,6 +7,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -49,7 +50,45 @@ type Service struct {
 	last   map[string]lastNote
 	// agentsMu serialises user creation so the plan's MaxAgents holds under concurrency.
 	agentsMu sync.Mutex
+
+	usersMu sync.Mutex
+	users   map[string]cachedUser
+	presMu  sync.Mutex
+	// presence is per process: with several replicas, each knows its own sockets (see README).
+	presence   map[string]*presence
+	setMu      sync.Mutex
+	setCache   cell.Settings
+	setAt      time.Time
+	routeKick  chan struct{}
+	queueMu    sync.Mutex
+	lastQueue  map[string]QueueStatus
+	events     EventSink
+	deliveries DeliveryLog
 }
+
+// EventSink receives the chat events offered to the tenant's webhook (package webhook's
+// Dispatcher). Publish must persist the event before returning; id is deterministic, so a
+// repeated publish of one event is stored once. Private notes are never published.
+type EventSink interface {
+	Publish(ctx context.Context, id, typ string, at time.Time, payload any) error
+}
+
+// SetEventSink connects the webhook outbox; nil (the default) drops events.
+func (s *Service) SetEventSink(e EventSink) { s.events = e }
+
+// emit offers one event to the webhook outbox if the tenant subscribed to its type. A failure
+// is logged: the chat change itself is already stored.
+func (s *Service) emit(ctx context.Context, typ, id string, payload any) {
+	if s.events == nil || !s.settings(ctx).Webhook.Wants(typ) {
+		return
+	}
+	if err := s.events.Publish(context.WithoutCancel(ctx), id, typ, s.now(), payload); err != nil {
+		s.log.Warn("webhook event not stored", "event", typ, "id", id, "error", err)
+	}
+}
+
+// marshalFrame encodes a realtime frame.
+func marshalFrame(v any) ([]byte, error) { return json.Marshal(v) }
 
 // chatLock serialises, within this process, every write to one chat: message appends (and their
 // seq), state changes (accept, resolve) and the lastSeq flush. FerretDB v1 applies an update as a
@@ -60,13 +99,18 @@ type chatLock struct {
 	mu     sync.Mutex
 	last   int64 // the chat's highest seq, valid when loaded
 	loaded bool
-	closed bool // the chat is resolved: drop the entry when unused
-	refs   int  // holders and waiters, guarded by Service.seqsMu
+	// lastNote and noteLoaded are the same for the chat's private notes.
+	lastNote   int64
+	noteLoaded bool
+	closed     bool // the chat is resolved: drop the entry when unused
+	refs       int  // holders and waiters, guarded by Service.seqsMu
 }
 
 // New returns the service of the cell configured by cfg.
 func New(cfg cell.Config, store *mongodb.Store, blob *s3blob.Blob, hub *realtime.Hub, authority *auth.Authority, log *slog.Logger) *Service {
-	return &Service{cfg: cfg, store: store, blob: blob, hub: hub, auth: authority, log: log, now: func() time.Time { return time.Now().UTC() }, seqs: map[string]*chatLock{}, last: map[string]lastNote{}}
+	return &Service{cfg: cfg, store: store, blob: blob, hub: hub, auth: authority, log: log, now: func() time.Time { return time.Now().UTC() },
+		seqs: map[string]*chatLock{}, last: map[string]lastNote{}, users: map[string]cachedUser{}, presence: map[string]*presence{},
+		routeKick: make(chan struct{}, 1), lastQueue: map[string]QueueStatus{}}
 }
 
 // Hub returns the realtime hub the service publishes to.

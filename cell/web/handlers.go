@@ -118,11 +118,14 @@ func (s *Server) visitorSession(c *fiber.Ctx) error {
 	return c.Status(http.StatusCreated).JSON(out)
 }
 
-func (s *Server) publicSettings(c *fiber.Ctx) error { return c.JSON(s.svc.PublicSettings()) }
+func (s *Server) publicSettings(c *fiber.Ctx) error {
+	return c.JSON(s.svc.PublicSettings(c.UserContext()))
+}
 
 type openChatRequest struct {
-	Message     string `json:"message"`
-	ClientMsgID string `json:"clientMsgId"`
+	Message      string `json:"message"`
+	ClientMsgID  string `json:"clientMsgId"`
+	DepartmentID string `json:"departmentId" validate:"max=64"`
 }
 
 func (s *Server) openChat(c *fiber.Ctx) error {
@@ -132,7 +135,7 @@ func (s *Server) openChat(c *fiber.Ctx) error {
 			return err
 		}
 	}
-	chat, created, err := s.svc.OpenChat(c.UserContext(), principal(c), req.Message, req.ClientMsgID)
+	chat, created, err := s.svc.OpenChat(c.UserContext(), principal(c), service.OpenChatInput{Message: req.Message, ClientMsgID: req.ClientMsgID, DepartmentID: req.DepartmentID})
 	if err != nil {
 		return err
 	}
@@ -223,6 +226,8 @@ type sendMessageRequest struct {
 	Body         string `json:"body"`
 	ClientMsgID  string `json:"clientMsgId" validate:"required,max=64"`
 	AttachmentID string `json:"attachmentId" validate:"max=64"`
+	// Private makes the message a note (staff only).
+	Private bool `json:"private"`
 }
 
 func (s *Server) sendMessage(c *fiber.Ctx) error {
@@ -231,7 +236,7 @@ func (s *Server) sendMessage(c *fiber.Ctx) error {
 		return err
 	}
 	msg, replay, err := s.svc.SendMessage(c.UserContext(), principal(c), service.SendInput{
-		ChatID: req.ChatID, Body: req.Body, ClientMsgID: req.ClientMsgID, AttachmentID: req.AttachmentID,
+		ChatID: req.ChatID, Body: req.Body, ClientMsgID: req.ClientMsgID, AttachmentID: req.AttachmentID, Private: req.Private,
 	})
 	if err != nil {
 		return err
@@ -278,12 +283,25 @@ func (s *Server) attachment(c *fiber.Ctx) error {
 	return c.Redirect(d.URL, http.StatusFound)
 }
 
+// agentView is a user as listed to tenant-admins, with their presence.
+type agentView struct {
+	cell.User
+	Presence string `json:"presence"`
+}
+
 func (s *Server) listAgents(c *fiber.Ctx) error {
 	users, err := s.svc.ListAgents(c.UserContext(), principal(c))
 	if err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"agents": users})
+	out := make([]agentView, len(users))
+	for i, u := range users {
+		if u.Departments == nil {
+			u.Departments = []string{}
+		}
+		out[i] = agentView{User: u, Presence: s.svc.PresenceOf(u.ID)}
+	}
+	return c.JSON(fiber.Map{"agents": out})
 }
 
 type createAgentRequest struct {
@@ -338,17 +356,43 @@ func (s *Server) changePassword(c *fiber.Ctx) error {
 }
 
 type updateAgentRequest struct {
-	Disabled *bool `json:"disabled" validate:"required"`
+	Disabled    *bool    `json:"disabled"`
+	Departments []string `json:"departments" validate:"omitempty,max=50,dive,max=64"`
+	Capacity    *int     `json:"capacity" validate:"omitempty,min=0,max=50"`
 }
 
+// updateAgent changes an agent's disabled flag and/or routing (departments, capacity); at least
+// one of them must be given.
 func (s *Server) updateAgent(c *fiber.Ctx) error {
 	var req updateAgentRequest
 	if err := bind(c, &req); err != nil {
 		return err
 	}
-	u, err := s.svc.SetAgentDisabled(c.UserContext(), principal(c), c.Params("id"), *req.Disabled)
-	if err != nil {
-		return err
+	if req.Disabled == nil && req.Departments == nil && req.Capacity == nil {
+		return cell.Errorf(cell.EInvalid, "give disabled, departments or capacity")
+	}
+	var u cell.User
+	var err error
+	if req.Departments != nil || req.Capacity != nil {
+		cur, err := s.svc.Agent(c.UserContext(), principal(c), c.Params("id"))
+		if err != nil {
+			return err
+		}
+		depts, capacity := cur.Departments, cur.Capacity
+		if req.Departments != nil {
+			depts = req.Departments
+		}
+		if req.Capacity != nil {
+			capacity = *req.Capacity
+		}
+		if u, err = s.svc.SetAgentRouting(c.UserContext(), principal(c), c.Params("id"), depts, capacity); err != nil {
+			return err
+		}
+	}
+	if req.Disabled != nil {
+		if u, err = s.svc.SetAgentDisabled(c.UserContext(), principal(c), c.Params("id"), *req.Disabled); err != nil {
+			return err
+		}
 	}
 	return c.JSON(u)
 }

@@ -84,6 +84,8 @@ type mxObjects struct {
 	chat         cell.Chat              // the visitor's chat, accepted by the admin, with messages and an attachment
 	queued       cell.Chat              // visitor2's chat, waiting in the queue
 	attachmentID string
+	department   cell.Department
+	canned       cell.CannedResponse
 	secrets      []mxSecret
 }
 
@@ -168,6 +170,11 @@ func (m *mxCell) populate() {
 	must("visitor2 session", m.call("POST", "/api/visitor/session", "", map[string]string{"name": "Walt " + key}, &o.visitor2), 201)
 	must("open queued chat", m.call("POST", "/api/chats", o.visitor2.VisitorToken, map[string]string{"message": third, "clientMsgId": "w-1"}, &o.queued), 201)
 
+	deptName, cannedBody := secret("department"), secret("canned")
+	must("create department", m.call("POST", "/api/departments", o.admin.AccessToken, map[string]string{"name": deptName}, &o.department), 201)
+	must("create canned response", m.call("POST", "/api/canned", o.admin.AccessToken, map[string]string{"shortcut": "greet", "body": cannedBody}, &o.canned), 201)
+	must("note", m.call("POST", "/api/messages", o.admin.AccessToken, map[string]any{"chatId": o.chat.ID, "body": secret("note"), "clientMsgId": "n-1", "private": true}, nil), 201)
+
 	staff := []string{"staff"}
 	v1 := []string{"staff", "visitor"}
 	v2 := []string{"staff", "visitor2"}
@@ -177,6 +184,7 @@ func (m *mxCell) populate() {
 		{o.admin.User.ID, v1}, // the chat shows its agent
 		{o.chat.ID, v1}, {o.visitor.VisitorID, v1}, {first, v1}, {reply, v1}, {o.attachmentID, v1}, {filename, v1},
 		{o.queued.ID, v2}, {o.visitor2.VisitorID, v2}, {third, v2},
+		{o.department.ID, staff}, {deptName, staff}, {cannedBody, staff},
 	}
 }
 
@@ -254,7 +262,9 @@ func mxRouteTable() map[string]mxRoute {
 	admin := []string{cell.RoleTenantAdmin}
 	visitorOnly := []string{cell.RoleVisitor}
 	chatPeer := map[string]mxPeer{cell.RoleVisitor: {want: []int{404}}}
-	writePeer := map[string]mxPeer{cell.RoleVisitor: {want: []int{404}}, cell.RoleAgent: {want: []int{403}}}
+	// An agent does not see a chat assigned to someone else (issue 3: departments and
+	// assignment scope what an agent sees), so its id answers 404 like a foreign one.
+	writePeer := map[string]mxPeer{cell.RoleVisitor: {want: []int{404}}, cell.RoleAgent: {want: []int{404}}}
 	return map[string]mxRoute{
 		"POST /api/auth/refresh": {roles: staff, cred: mxRefreshBody, idless: true, target: "refresh token", victimCred: true,
 			build: fixed("/api/auth/refresh", nil), escalation: []int{401}},
@@ -274,7 +284,7 @@ func mxRouteTable() map[string]mxRoute {
 		"GET /api/chat/queue": {roles: staff, idless: true, target: "-", build: fixed("/api/chat/queue", nil)},
 		"POST /api/chat/:id/accept": {roles: staff, target: "queued chat",
 			build: func(v *mxObjects) (string, any) { return "/api/chat/" + v.queued.ID + "/accept", nil },
-			peer: map[string]mxPeer{cell.RoleAgent: {want: []int{409},
+			peer: map[string]mxPeer{cell.RoleAgent: {want: []int{404},
 				build: func(v *mxObjects) (string, any) { return "/api/chat/" + v.chat.ID + "/accept", nil }}}},
 		"POST /api/chat/:id/resolve": {roles: all, target: "active chat", peer: writePeer,
 			build: func(v *mxObjects) (string, any) { return "/api/chat/" + v.chat.ID + "/resolve", nil }},
@@ -302,6 +312,48 @@ func mxRouteTable() map[string]mxRoute {
 		"POST /api/auth/password": {roles: staff, idless: true, target: "-",
 			build: fixed("/api/auth/password", map[string]string{"currentPassword": "a-wrong-guess", "newPassword": "intruder-new-1"}),
 			own:   "changes the attacker's own password (a wrong guess here); names no object"},
+		"POST /api/chat/:id/transfer": {roles: staff, target: "active chat", peer: map[string]mxPeer{cell.RoleAgent: {want: []int{404}}},
+			build: func(v *mxObjects) (string, any) {
+				return "/api/chat/" + v.chat.ID + "/transfer", map[string]string{"departmentId": v.department.ID, "note": "intrusion"}
+			}},
+		"PUT /api/chats/:id/labels": {roles: staff, target: "active chat", peer: map[string]mxPeer{cell.RoleAgent: {want: []int{404}}},
+			build: func(v *mxObjects) (string, any) {
+				return "/api/chats/" + v.chat.ID + "/labels", map[string]any{"labels": []string{"intrusion"}}
+			}},
+		"POST /api/chats/:id/read": {roles: all, target: "active chat", peer: map[string]mxPeer{cell.RoleVisitor: {want: []int{404}}, cell.RoleAgent: {want: []int{404}}},
+			build: func(v *mxObjects) (string, any) { return "/api/chats/" + v.chat.ID + "/read", map[string]int{"seq": 1} }},
+		"POST /api/chats/:id/csat": {roles: visitorOnly, target: "active chat", peer: chatPeer,
+			build: func(v *mxObjects) (string, any) {
+				return "/api/chats/" + v.chat.ID + "/csat", map[string]any{"score": 1, "comment": "intrusion"}
+			}},
+		"GET /api/chats/:id/transcript": {roles: all, target: "active chat", peer: map[string]mxPeer{cell.RoleVisitor: {want: []int{404}}, cell.RoleAgent: {want: []int{404}}},
+			build: func(v *mxObjects) (string, any) { return "/api/chats/" + v.chat.ID + "/transcript", nil }},
+		"GET /api/chats/:id/notes": {roles: staff, target: "active chat's notes", peer: map[string]mxPeer{cell.RoleAgent: {want: []int{404}}},
+			build: func(v *mxObjects) (string, any) { return "/api/chats/" + v.chat.ID + "/notes", nil }},
+		"GET /api/chats/:id/queue-position": {roles: all, target: "queued chat",
+			peer: map[string]mxPeer{cell.RoleVisitor: {want: []int{404}, build: func(v *mxObjects) (string, any) {
+				return "/api/chats/" + v.chat.ID + "/queue-position", nil
+			}}},
+			build: func(v *mxObjects) (string, any) { return "/api/chats/" + v.queued.ID + "/queue-position", nil }},
+		"POST /api/offline-messages": {roles: visitorOnly, idless: true, target: "-",
+			build: fixed("/api/offline-messages", map[string]string{"name": "Intruder", "email": "intruder@evil.test", "message": "intrusion"}),
+			own:   "leaves a message in the attacker's own tenant (legitimate); names no object"},
+		"GET /api/offline-messages": {roles: staff, idless: true, target: "-", build: fixed("/api/offline-messages", nil)},
+		"GET /api/settings":         {roles: admin, idless: true, target: "-", build: fixed("/api/settings", nil)},
+		"PUT /api/settings": {roles: admin, idless: true, target: "-", build: fixed("/api/settings", map[string]any{"routing": "auto"}),
+			own: "changes the attacker's own tenant's settings (legitimate); names no object"},
+		"GET /api/departments": {roles: staff, idless: true, target: "-", build: fixed("/api/departments", nil)},
+		"POST /api/departments": {roles: admin, idless: true, target: "-", build: fixed("/api/departments", map[string]string{"name": "Intrusion"}),
+			own: "creates a department in the attacker's own tenant (legitimate); names no object"},
+		"DELETE /api/departments/:id": {roles: admin, target: "department",
+			build: func(v *mxObjects) (string, any) { return "/api/departments/" + v.department.ID, nil }},
+		"GET /api/canned": {roles: staff, idless: true, target: "-", build: fixed("/api/canned", nil)},
+		"POST /api/canned": {roles: admin, idless: true, target: "-", build: fixed("/api/canned", map[string]string{"shortcut": "intrusion", "body": "intrusion"}),
+			own: "creates a canned response in the attacker's own tenant (legitimate); names no object"},
+		"DELETE /api/canned/:id": {roles: admin, target: "canned response",
+			build: func(v *mxObjects) (string, any) { return "/api/canned/" + v.canned.ID, nil }},
+		"GET /api/reports/summary":     {roles: admin, idless: true, target: "-", build: fixed("/api/reports/summary", nil)},
+		"GET /api/webhooks/deliveries": {roles: admin, idless: true, target: "-", build: fixed("/api/webhooks/deliveries", nil)},
 		"GET /ws": {roles: all, cred: mxWSToken, idless: true, target: "-", build: fixed("/ws", nil),
 			own: "opens the attacker's own socket; its frames are the WebSocket matrix"},
 	}
@@ -332,6 +384,7 @@ func mxPublicRoutes() map[string]mxPublicRoute {
 		"POST /api/auth/login":      {why: "takes credentials, not a token (another tenant's credentials: checked below)", body: map[string]string{"email": "admin@acme.test", "password": "admin-password-1"}},
 		"POST /api/visitor/session": {why: "anyone may start a visitor session: the widget on the tenant's site", body: map[string]string{"name": "misrouted"}},
 		"GET /api/settings/public":  {why: "the tenant's public branding, shown before login"},
+		"GET /api/availability":     {why: "whether the widget offers a chat or the offline form: a yes/no and a count of online agents"},
 		"GET /.well-known/jwks.json": {why: "the cell's public verification keys (JWKS); public keys only",
 			ownHostStatus: 200},
 	}
@@ -727,8 +780,11 @@ type mxFrame struct {
 	chatless bool // answers "pong", names no chat
 	build    func(chatID, ref string) map[string]any
 	// agentPeer is the error code A's agent gets for a chat assigned to the admin; "" when staff
-	// may do it by design (every staff member may follow every chat of the tenant).
+	// may do it by design.
 	agentPeer string
+	// own, when set, is why the frame is not attacked: it names no object and acts only on the
+	// sender's own connection.
+	own string
 }
 
 func mxFrameTable() map[string]mxFrame {
@@ -742,12 +798,18 @@ func mxFrameTable() map[string]mxFrame {
 		}
 	}
 	return map[string]mxFrame{
-		"ping":         {chatless: true, build: func(_, ref string) map[string]any { return map[string]any{"type": "ping", "ref": ref} }},
-		"join-chat":    {build: f("join-chat", nil)},
-		"resume":       {build: f("resume", map[string]any{"since": 0})},
-		"send-message": {build: f("send-message", map[string]any{"body": "intrusion", "clientMsgId": "intrusion-ws"}), agentPeer: cell.EForbidden},
-		"typing":       {build: f("typing", map[string]any{"state": "on"})},
-		"read":         {build: f("read", map[string]any{"seq": 1})},
+		"ping": {chatless: true, build: func(_, ref string) map[string]any { return map[string]any{"type": "ping", "ref": ref} }},
+		// An agent sees only the chats assigned to them and the queued chats of their
+		// departments, so every chat frame on the admin's chat answers not_found.
+		"join-chat":    {build: f("join-chat", nil), agentPeer: cell.ENotFound},
+		"resume":       {build: f("resume", map[string]any{"since": 0}), agentPeer: cell.ENotFound},
+		"send-message": {build: f("send-message", map[string]any{"body": "intrusion", "clientMsgId": "intrusion-ws"}), agentPeer: cell.ENotFound},
+		"typing":       {build: f("typing", map[string]any{"state": "on"}), agentPeer: cell.ENotFound},
+		"read":         {build: f("read", map[string]any{"seq": 1}), agentPeer: cell.ENotFound},
+		"presence": {own: "sets the sender's own presence (staff only); names no chat",
+			build: func(_, ref string) map[string]any {
+				return map[string]any{"type": "presence", "ref": ref, "state": "away"}
+			}},
 	}
 }
 
@@ -1114,7 +1176,7 @@ func TestCrossTenantMatrix(t *testing.T) {
 		}
 	}
 	for _, typ := range frameTypes {
-		if _, ok := frames[typ]; !ok {
+		if spec, ok := frames[typ]; !ok || spec.own != "" {
 			continue
 		}
 		for _, role := range mxRoles {

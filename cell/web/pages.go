@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"io/fs"
 	"mime"
 	"path"
@@ -16,7 +17,7 @@ import (
 // the widget joined into one file, templates.WidgetScript) and the static files, all from the
 // templates package.
 func (s *Server) pageRoutes() {
-	data := templates.Data{TenantID: s.cfg.TenantID, TenantKey: s.cfg.TenantKey, TenantName: s.svc.PublicSettings().Name, PublicURL: s.cfg.PublicURL}
+	data := templates.Data{TenantID: s.cfg.TenantID, TenantKey: s.cfg.TenantKey, TenantName: s.svc.PublicSettings(context.Background()).Name, PublicURL: s.cfg.PublicURL}
 	page := func(name, title, frameAncestors string) fiber.Handler {
 		d := data
 		d.Title = title

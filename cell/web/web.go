@@ -48,7 +48,8 @@ var statusOf = map[string]int{
 	cell.EForbidden: http.StatusForbidden, cell.ENotFound: http.StatusNotFound,
 	cell.EConflict: http.StatusConflict, cell.ERateLimited: http.StatusTooManyRequests,
 	cell.EMisdirected: http.StatusMisdirectedRequest, cell.ETooLarge: http.StatusRequestEntityTooLarge,
-	cell.EInternal: http.StatusInternalServerError,
+	cell.EUnavailable: http.StatusServiceUnavailable,
+	cell.EInternal:    http.StatusInternalServerError,
 }
 
 // codeOfStatus maps Fiber's own errors (unknown route, body too large, …) to codes.
@@ -154,6 +155,7 @@ func (s *Server) routes() {
 	authed.Patch("/agents/:id", s.updateAgent)
 	authed.Post("/auth/password", rateLimit(LimitLoginIP), s.changePassword)
 	authed.Get("/audit", s.auditLog)
+	s.productRoutes(api, authed)
 
 	a.Get("/ws", s.upgrade, s.websocket())
 }

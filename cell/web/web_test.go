@@ -99,10 +99,20 @@ func TestAcceptHasExactlyOneWinner(t *testing.T) {
 		if counts[200] != 1 || counts[409] != 49 {
 			t.Fatalf("round %d: statuses %v, want exactly one 200 and 49 409", round, counts)
 		}
+		winner := 0
+		for i, st := range statuses {
+			if st == 200 {
+				winner = i
+			}
+		}
 		var got cell.Chat
-		tc.do("GET", "/api/chats/"+chat.ID, tokens[0], nil, &got)
-		if got.Status != cell.ChatActive || got.AgentID == "" {
+		tc.do("GET", "/api/chats/"+chat.ID, tokens[winner], nil, &got)
+		if got.Status != cell.ChatActive || got.AgentID != fmt.Sprintf("agent-%d", winner) {
 			t.Fatalf("round %d: chat after accept: %+v", round, got)
+		}
+		// Another agent no longer sees an accepted chat (it left the shared queue).
+		if st := tc.do("GET", "/api/chats/"+chat.ID, tokens[(winner+1)%len(tokens)], nil, nil); st != 404 {
+			t.Fatalf("round %d: a losing agent reads the accepted chat: %d, want 404", round, st)
 		}
 	}
 }
@@ -275,6 +285,12 @@ func TestChatStateSurvivesConcurrentWrites(t *testing.T) {
 				tc.do("POST", "/api/messages", visitor, map[string]string{"chatId": chatID, "body": "x", "clientMsgId": fmt.Sprint(prefix, i)}, nil)
 			}()
 		}
+	}
+	// Messages racing the resolve must not land after it; with reopening on (the default) a
+	// visitor message after the resolve would legitimately reopen the chat, so it is off here.
+	admin := tc.token(auth.TypeAccess, "admin-1", cell.RoleTenantAdmin)
+	if st := tc.do("PUT", "/api/settings", admin, map[string]any{"reopenWindowMinutes": -1}, nil); st != 200 {
+		t.Fatalf("settings: %d", st)
 	}
 	for round := 0; round < 3; round++ {
 		visitor, chat := tc.newVisitorChat("hi")

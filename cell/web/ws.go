@@ -40,6 +40,9 @@ type clientFrame struct {
 	State        string `json:"state,omitempty"`
 	Seq          int64  `json:"seq,omitempty"`
 	Since        int64  `json:"since,omitempty"`
+	// Private: on send-message a note, on typing "writing a note" (never shown to the
+	// visitor), on resume the note stream.
+	Private bool `json:"private,omitempty"`
 }
 
 // ackFrame confirms a persisted message to its sender.
@@ -76,6 +79,8 @@ type signalFrame struct {
 	From   cell.Author `json:"from"`
 	State  string      `json:"state,omitempty"`
 	Seq    int64       `json:"seq,omitempty"`
+	// Private marks typing of a note (sent to staff only).
+	Private bool `json:"private,omitempty"`
 }
 
 // upgrade checks, before the WebSocket handshake, the Origin (exactly one of the tenant's
@@ -128,9 +133,12 @@ func (s *Server) serveSocket(ctx context.Context, conn *websocket.Conn, p cell.P
 	s.metrics.sockets.Inc()
 	defer s.metrics.sockets.Dec()
 	client := realtime.NewClient(p.Subject, p.SessionID)
+	client.Staff, client.Admin = p.IsStaff(), p.HasRole(cell.RoleTenantAdmin)
 	defer hub.Remove(client)
 	if p.IsStaff() {
 		_ = hub.Join(client, realtime.StaffRoom(s.cfg.TenantID))
+		s.svc.AgentConnected(p.Subject)
+		defer s.svc.AgentDisconnected(p.Subject)
 	}
 	writerDone := make(chan struct{})
 	go func() {
@@ -139,7 +147,12 @@ func (s *Server) serveSocket(ctx context.Context, conn *websocket.Conn, p cell.P
 	}()
 	conn.SetReadLimit(MaxFrameBytes)
 	_ = conn.SetReadDeadline(time.Now().Add(pongWait))
-	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(pongWait)) })
+	conn.SetPongHandler(func(string) error {
+		if p.IsStaff() {
+			s.svc.Heartbeat(p.Subject)
+		}
+		return conn.SetReadDeadline(time.Now().Add(pongWait))
+	})
 	limit := rate.NewLimiter(FrameRate, FrameBurst)
 	for {
 		_, data, err := conn.ReadMessage()
@@ -147,6 +160,9 @@ func (s *Server) serveSocket(ctx context.Context, conn *websocket.Conn, p cell.P
 			break
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(pongWait))
+		if p.IsStaff() {
+			s.svc.Heartbeat(p.Subject)
+		}
 		if !limit.Allow() {
 			s.metrics.rateLimited.WithLabelValues("ws-frame").Inc()
 			replyError(client, "", cell.Errorf(cell.ERateLimited, "more than %d frames per second on this connection", FrameRate))
@@ -247,40 +263,61 @@ func (s *Server) handleFrame(sockCtx context.Context, client *realtime.Client, p
 		}
 		reply(client, chatStateFrame{Type: "joined", Ref: f.Ref, ChatID: chat.ID, LastSeq: chat.LastSeq})
 	case "resume":
-		h, err := s.svc.History(ctx, p, f.ChatID, f.Since, service.MaxHistoryPage)
+		history, typ := s.svc.History, "message"
+		if f.Private {
+			history, typ = s.svc.Notes, "note"
+		}
+		h, err := history(ctx, p, f.ChatID, f.Since, service.MaxHistoryPage)
 		if err != nil {
 			s.frameError(ctx, client, p, f, err)
 			return
 		}
 		for _, m := range h.Messages {
-			reply(client, service.MessageEvent{Type: "message", Message: m})
+			reply(client, service.MessageEvent{Type: typ, Message: m})
 		}
 		complete := h.Complete
 		reply(client, chatStateFrame{Type: "resumed", Ref: f.Ref, ChatID: f.ChatID, LastSeq: h.LastSeq, Complete: &complete})
 	case "send-message":
-		msg, _, err := s.svc.SendMessage(ctx, p, service.SendInput{ChatID: f.ChatID, Body: f.Body, ClientMsgID: f.ClientMsgID, AttachmentID: f.AttachmentID})
+		msg, _, err := s.svc.SendMessage(ctx, p, service.SendInput{ChatID: f.ChatID, Body: f.Body, ClientMsgID: f.ClientMsgID, AttachmentID: f.AttachmentID, Private: f.Private})
 		if err != nil {
 			s.frameError(ctx, client, p, f, err)
 			return
 		}
 		reply(client, ackFrame{Type: "ack", Ref: f.Ref, ChatID: msg.ChatID, MessageID: msg.ID, Seq: msg.Seq, ClientMsgID: msg.ClientMsgID})
-	case "typing", "read":
+	case "presence":
+		if err := s.svc.SetPresence(p, f.State); err != nil {
+			s.frameError(ctx, client, p, f, err)
+			return
+		}
+		reply(client, service.PresenceFrame{Type: "presence", AgentID: p.Subject, Status: s.svc.PresenceOf(p.Subject)})
+	case "typing":
 		chat, err := s.svc.CanJoin(ctx, p, f.ChatID)
 		if err != nil {
 			s.frameError(ctx, client, p, f, err)
 			return
 		}
-		sig := signalFrame{Type: f.Type, ChatID: chat.ID, From: p.Author()}
-		if f.Type == "typing" {
-			if f.State != "on" && f.State != "off" {
-				s.frameError(ctx, client, p, f, cell.Errorf(cell.EInvalid, "state must be on or off"))
-				return
-			}
-			sig.State = f.State
-		} else {
-			sig.Seq = f.Seq
+		if f.State != "on" && f.State != "off" {
+			s.frameError(ctx, client, p, f, cell.Errorf(cell.EInvalid, "state must be on or off"))
+			return
 		}
-		_ = hub.Publish(realtime.ChatRoom(s.cfg.TenantID, chat.ID), sig, f.Type == "typing", client)
+		if f.Private && !p.IsStaff() {
+			s.frameError(ctx, client, p, f, cell.Errorf(cell.EForbidden, "only staff write notes"))
+			return
+		}
+		sig := signalFrame{Type: "typing", ChatID: chat.ID, From: p.Author(), State: f.State, Private: f.Private}
+		var filter func(*realtime.Client) bool
+		if f.Private { // typing a note is shown to staff only
+			filter = func(c *realtime.Client) bool { return c.Staff }
+		}
+		_ = hub.PublishTo(realtime.ChatRoom(s.cfg.TenantID, chat.ID), sig, true, client, filter)
+	case "read":
+		chat, err := s.svc.MarkRead(ctx, p, f.ChatID, f.Seq)
+		if err != nil {
+			s.frameError(ctx, client, p, f, err)
+			return
+		}
+		sig := signalFrame{Type: "read", ChatID: chat.ID, From: p.Author(), Seq: f.Seq}
+		_ = hub.Publish(realtime.ChatRoom(s.cfg.TenantID, chat.ID), sig, false, client)
 	default:
 		s.frameError(ctx, client, p, f, cell.Errorf(cell.EInvalid, "unknown frame type %q", f.Type))
 	}

@@ -1,6 +1,7 @@
 // Command cell serves one tenant: it reads its configuration from ATENDE_CELL_* environment
 // variables (see atende/cell.Config), creates its indexes and bootstrap users, and serves HTTP and
-// WebSocket until SIGINT/SIGTERM.
+// WebSocket until SIGINT/SIGTERM. Run as `cell -healthcheck` it instead probes the cell at
+// ATENDE_CELL_ADDR (GET /healthz) and exits 0 or 1: the HEALTHCHECK of the FROM-scratch image.
 package main
 
 import (
@@ -22,6 +23,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == healthcheckFlag {
+		os.Exit(healthcheck(os.Getenv, os.Stderr))
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "cell:", err)
 		os.Exit(1)
