@@ -162,12 +162,15 @@ func (a *acc) add(c cell.Chat, sla cell.SLA, now time.Time) {
 	if c.CSAT != nil {
 		a.sat = append(a.sat, float64(c.CSAT.Score))
 	}
+	if c.Status == cell.ChatAbandoned {
+		return // the visitor left before anyone could answer: counted in abandonment, not in SLAs
+	}
 	if t := sla.FirstResponseSeconds; t > 0 {
 		limit := c.CreatedAt.Add(time.Duration(t) * time.Second)
 		switch {
 		case c.FirstResponseAt != nil && !c.FirstResponseAt.After(limit):
 			a.f.SLAFirstResp.Hit++
-		case c.FirstResponseAt != nil || now.After(limit) || (!c.Status.Open() && c.Status != cell.ChatAbandoned):
+		case c.FirstResponseAt != nil || now.After(limit) || !c.Status.Open():
 			a.f.SLAFirstResp.Miss++
 		}
 	}

@@ -76,6 +76,7 @@ type testCell struct {
 	cpKey     ed25519.PrivateKey
 	srv       *web.Server
 	store     *mongodb.Store
+	svc       *service.Service
 }
 
 func freeAddr(t *testing.T) string {
@@ -135,7 +136,7 @@ func startCell(t *testing.T, mutate func(*cell.Config)) *testCell {
 		stopRun()
 		store.Close(context.Background())
 	})
-	tc := &testCell{t: t, cfg: cfg, base: "http://" + addr, authority: authority, cpKey: cpKey, srv: srv, store: store}
+	tc := &testCell{t: t, cfg: cfg, base: "http://" + addr, authority: authority, cpKey: cpKey, srv: srv, store: store, svc: svc}
 	for i := 0; ; i++ {
 		if resp, err := http.Get(tc.base + "/healthz"); err == nil {
 			resp.Body.Close()
