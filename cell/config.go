@@ -39,9 +39,22 @@ const (
 	EnvPresignTTL         = "ATENDE_CELL_PRESIGN_TTL"
 	EnvMaxUploadBytes     = "ATENDE_CELL_MAX_UPLOAD_BYTES"
 	EnvMaxAgents          = "ATENDE_CELL_MAX_AGENTS"
+	EnvMaxOpenChats       = "ATENDE_CELL_MAX_OPEN_CHATS"
+	EnvTenantRates        = "ATENDE_CELL_TENANT_RATES"
 	EnvUploadContentTypes = "ATENDE_CELL_UPLOAD_TYPES"
 	EnvLogLevel           = "ATENDE_CELL_LOG_LEVEL"
 )
+
+// TenantRates are a tenant's budgets per minute, shared by all its clients (0 = unlimited):
+// what one tenant can make its cell do, whatever addresses the requests come from, so a flood
+// on one tenant's widget cannot exhaust the shared database for the others.
+type TenantRates struct {
+	Logins          int `json:"logins"`
+	VisitorSessions int `json:"visitorSessions"`
+	ChatCreates     int `json:"chatCreates"`
+	Uploads         int `json:"uploads"`
+	Messages        int `json:"messages"`
+}
 
 // Token issuers and audiences. A cell issues and accepts tokens whose `iss` and `aud` are both
 // Audience(tenantID); the control plane issues super-admin tokens with iss ControlPlaneIssuer and,
@@ -127,6 +140,11 @@ type Config struct {
 	// MaxAgents is the most users (agents and tenant-admins) the tenant's plan allows; 0 means no
 	// limit.
 	MaxAgents int
+	// MaxOpenChats is the most open (queued or active) chats the plan allows at once; 0 means no
+	// limit. Counted per cell process (a soft limit with replicas).
+	MaxOpenChats int
+	// TenantRates are the plan's tenant-wide request budgets, on top of the per-IP limits.
+	TenantRates TenantRates
 	// UploadContentTypes is the attachment content-type allow-list.
 	UploadContentTypes []string
 	// LogLevel is "debug", "info", "warn" or "error".
@@ -137,6 +155,7 @@ type Config struct {
 // Keys are base64 (standard encoding): the 32-byte Ed25519 seed and the 32-byte public key.
 func (c Config) Environ() []string {
 	users, _ := json.Marshal(c.BootstrapUsers)
+	rates, _ := json.Marshal(c.TenantRates)
 	var previous string
 	if len(c.PreviousKeys) > 0 {
 		b, _ := json.Marshal(c.PreviousKeys)
@@ -161,6 +180,7 @@ func (c Config) Environ() []string {
 		{EnvControlPlaneKey, pub},
 		{EnvBootstrapUsers, string(users)}, {EnvPresignTTL, c.PresignTTL.String()},
 		{EnvMaxUploadBytes, strconv.FormatInt(c.MaxUploadBytes, 10)}, {EnvMaxAgents, strconv.Itoa(c.MaxAgents)},
+		{EnvMaxOpenChats, strconv.Itoa(c.MaxOpenChats)}, {EnvTenantRates, string(rates)},
 		{EnvUploadContentTypes, strings.Join(c.UploadContentTypes, ",")}, {EnvLogLevel, c.LogLevel},
 	}
 	out := make([]string, 0, len(kv))
@@ -258,6 +278,22 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s must be a number ≥ 0", EnvMaxAgents))
 		}
 		c.MaxAgents = n
+	}
+	if v := getenv(EnvMaxOpenChats); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("%s must be a number ≥ 0", EnvMaxOpenChats))
+		}
+		c.MaxOpenChats = n
+	}
+	if raw := strings.TrimSpace(getenv(EnvTenantRates)); raw != "" {
+		if err := json.Unmarshal([]byte(raw), &c.TenantRates); err != nil {
+			errs = append(errs, fmt.Errorf("%s must be a JSON object of per-minute budgets: %v", EnvTenantRates, err))
+		}
+		r := c.TenantRates
+		if r.Logins < 0 || r.VisitorSessions < 0 || r.ChatCreates < 0 || r.Uploads < 0 || r.Messages < 0 {
+			errs = append(errs, fmt.Errorf("%s budgets must be ≥ 0", EnvTenantRates))
+		}
 	}
 	if c.S3PublicEndpoint == "" {
 		c.S3PublicEndpoint = c.S3Endpoint

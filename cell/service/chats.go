@@ -122,6 +122,9 @@ func (s *Service) newOrReopened(ctx context.Context, p cell.Principal, departmen
 	if st := s.Availability(ctx); !st.AcceptsChats {
 		return cell.Chat{}, false, cell.Errorf(cell.EUnavailable, "%s", st.Reason)
 	}
+	if err := s.reserveOpenChat(ctx); err != nil {
+		return cell.Chat{}, false, err
+	}
 	now := s.now()
 	visitor.LastChatID = ""
 	chat := cell.Chat{ID: auth.RandomID(), Status: cell.ChatQueued, VisitorID: p.Subject, Visitor: visitor,
@@ -253,9 +256,19 @@ func (s *Service) Accept(ctx context.Context, p cell.Principal, id string) (cell
 	if err := requireStaff(p); err != nil {
 		return cell.Chat{}, err
 	}
-	c, err := s.Chat(ctx, p, id)
+	// An agent of the chat's department learns that someone else took it (409, API.md), even
+	// though an active chat of another agent is otherwise invisible to them (404).
+	c, err := s.store.Chat(ctx, id)
 	if err != nil {
 		return cell.Chat{}, err
+	}
+	c = s.withLast(c)
+	v, err := s.viewer(ctx, p)
+	if err != nil {
+		return cell.Chat{}, err
+	}
+	if !v.admin && c.DepartmentID != "" && !contains(v.depts, c.DepartmentID) {
+		return cell.Chat{}, cell.Errorf(cell.ENotFound, "chat not found")
 	}
 	switch {
 	case c.Status == cell.ChatActive && c.AgentID == p.Subject:
@@ -627,4 +640,37 @@ func contains(list []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// openCountTTL is how long a scanned count of open chats is reused (plus this process's own
+// creations since).
+const openCountTTL = time.Second
+
+// reserveOpenChat enforces the plan's MaxOpenChats: it refuses a new chat with unavailable when
+// the tenant already has that many open. The count is a scan cached for openCountTTL plus this
+// process's creations since, so the limit is exact for one cell process and soft across replicas.
+func (s *Service) reserveOpenChat(ctx context.Context) error {
+	if s.cfg.MaxOpenChats <= 0 {
+		return nil
+	}
+	s.openMu.Lock()
+	defer s.openMu.Unlock()
+	if time.Since(s.openAt) > openCountTTL {
+		chats, err := s.store.AllChats(ctx)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, c := range chats {
+			if c.Status.Open() {
+				n++
+			}
+		}
+		s.openCount, s.openAt = n, time.Now()
+	}
+	if s.openCount >= s.cfg.MaxOpenChats {
+		return cell.Errorf(cell.EUnavailable, "all %d conversations the plan allows are in use; leave a message and we will get back to you", s.cfg.MaxOpenChats)
+	}
+	s.openCount++
+	return nil
 }

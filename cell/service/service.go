@@ -64,6 +64,9 @@ type Service struct {
 	lastQueue  map[string]QueueStatus
 	events     EventSink
 	deliveries DeliveryLog
+	openMu     sync.Mutex
+	openCount  int
+	openAt     time.Time
 }
 
 // EventSink receives the chat events offered to the tenant's webhook (package webhook's

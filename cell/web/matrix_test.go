@@ -284,7 +284,7 @@ func mxRouteTable() map[string]mxRoute {
 		"GET /api/chat/queue": {roles: staff, idless: true, target: "-", build: fixed("/api/chat/queue", nil)},
 		"POST /api/chat/:id/accept": {roles: staff, target: "queued chat",
 			build: func(v *mxObjects) (string, any) { return "/api/chat/" + v.queued.ID + "/accept", nil },
-			peer: map[string]mxPeer{cell.RoleAgent: {want: []int{404},
+			peer: map[string]mxPeer{cell.RoleAgent: {want: []int{409},
 				build: func(v *mxObjects) (string, any) { return "/api/chat/" + v.chat.ID + "/accept", nil }}}},
 		"POST /api/chat/:id/resolve": {roles: all, target: "active chat", peer: writePeer,
 			build: func(v *mxObjects) (string, any) { return "/api/chat/" + v.chat.ID + "/resolve", nil }},

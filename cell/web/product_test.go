@@ -530,3 +530,43 @@ func TestSettingsValidationChangesNothing(t *testing.T) {
 	}
 	_ = websocket.TextMessage
 }
+
+// TestPlanBudgetsHoldForTheWholeTenant: the plan's tenant-wide budgets refuse requests beyond
+// them whatever address they come from (X-Forwarded-For rotated on each), and the plan's cap on
+// open chats answers 503 unavailable.
+func TestPlanBudgetsHoldForTheWholeTenant(t *testing.T) {
+	tc := startCell(t, func(c *cell.Config) {
+		c.TenantRates = cell.TenantRates{Messages: 60}
+		c.MaxOpenChats = 3
+	})
+	visitorTok, chat := tc.newVisitorChat("hi") // 1 message
+	ok, limited := 0, 0
+	for i := 0; i < 20; i++ {
+		req, _ := http.NewRequest("POST", tc.base+"/api/messages", strings.NewReader(fmt.Sprintf(`{"chatId":%q,"body":"x","clientMsgId":"b-%d"}`, chat.ID, i)))
+		req.Host = "acme.localhost:8080"
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+visitorTok)
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("203.0.113.%d", i))
+		var e apiError
+		switch st := doJSON(t, req, &e); {
+		case st == 201:
+			ok++
+		case st == 429 && e.Error.Code == cell.ERateLimited:
+			limited++
+		default:
+			t.Fatalf("message %d: %d %+v", i, st, e)
+		}
+	}
+	// Burst of 10 seconds' worth (10), less the first message; a few may refill meanwhile.
+	if ok < 9 || ok > 12 || limited != 20-ok {
+		t.Fatalf("%d sent, %d rate limited; want about 9 sent (60/min budget, burst 10)", ok, limited)
+	}
+	tc.newVisitorChat("two")
+	tc.newVisitorChat("three")
+	var vs service.VisitorSession
+	tc.do("POST", "/api/visitor/session", "", map[string]string{"name": "Four"}, &vs)
+	var e apiError
+	if st := tc.do("POST", "/api/chats", vs.VisitorToken, map[string]string{"message": "four", "clientMsgId": "f-1"}, &e); st != 503 || e.Error.Code != cell.EUnavailable {
+		t.Fatalf("fourth open chat on a plan of 3: %d %+v, want 503 unavailable", st, e)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/helmet"
 	"github.com/gofiber/fiber/v2/middleware/limiter"
+	"golang.org/x/time/rate"
 )
 
 // TrustedProxies are the only peers whose X-Forwarded-For a cell believes: the edge router and
@@ -100,4 +101,38 @@ func pageCSP(s3PublicEndpoint, frameAncestors string) string {
 		"form-action 'self'",
 		"frame-ancestors " + frameAncestors,
 	}, "; ")
+}
+
+// tenantBudgets builds the tenant-wide limiters of r: a token bucket per budget refilling at
+// PerMinute/60 per second with a burst of 10 seconds' worth (at least 1). Zero budgets are absent
+// (unlimited).
+func tenantBudgets(r cell.TenantRates) map[string]*rate.Limiter {
+	out := map[string]*rate.Limiter{}
+	for name, perMinute := range map[string]int{"logins": r.Logins, "visitor-sessions": r.VisitorSessions,
+		"chat-creates": r.ChatCreates, "uploads": r.Uploads, "messages": r.Messages} {
+		if perMinute > 0 {
+			out[name] = rate.NewLimiter(rate.Limit(float64(perMinute)/60), max(1, perMinute/6))
+		}
+	}
+	return out
+}
+
+// budget returns middleware spending one unit of the tenant-wide budget name (see
+// cell.TenantRates) per request, answering 429 rate_limited once it is spent, whichever client
+// addresses the requests come from.
+func (s *Server) budget(name string) fiber.Handler {
+	l := s.budgets[name]
+	return func(c *fiber.Ctx) error {
+		if l != nil && !l.Allow() {
+			c.Set(fiber.HeaderRetryAfter, "10")
+			return cell.Errorf(cell.ERateLimited, "the tenant's plan allows no more %s right now; try again shortly", name)
+		}
+		return c.Next()
+	}
+}
+
+// allowBudget spends one unit of the tenant-wide budget name outside HTTP (WebSocket frames).
+func (s *Server) allowBudget(name string) bool {
+	l := s.budgets[name]
+	return l == nil || l.Allow()
 }

@@ -37,6 +37,8 @@ type Server struct {
 	// deniedAudits bounds audit writes for refused requests (deniedAuditRate per second).
 	deniedAudits *rate.Limiter
 	metrics      *metrics
+	// budgets are the tenant-wide rate limits from the plan (cell.TenantRates), by limit name.
+	budgets map[string]*rate.Limiter
 }
 
 // deniedAuditRate is how many refused requests per second a cell writes to its audit log.
@@ -64,7 +66,7 @@ var codeOfStatus = map[int]string{
 // New builds the app. Origins allowed for CORS and WebSockets are the origin of cfg.PublicURL
 // plus cfg.AllowedOrigins, compared exactly.
 func New(cfg cell.Config, svc *service.Service, log *slog.Logger) *Server {
-	s := &Server{svc: svc, cfg: cfg, log: log, hosts: map[string]bool{}, deniedAudits: rate.NewLimiter(deniedAuditRate, deniedAuditRate),
+	s := &Server{svc: svc, cfg: cfg, log: log, hosts: map[string]bool{}, deniedAudits: rate.NewLimiter(deniedAuditRate, deniedAuditRate), budgets: tenantBudgets(cfg.TenantRates),
 		metrics: newMetrics(svc.ForeignReads)}
 	for _, h := range cfg.Hosts {
 		s.hosts[strings.ToLower(h)] = true
@@ -130,24 +132,24 @@ func (s *Server) routes() {
 	a.Get(JWKSPath, s.jwks)
 
 	api := a.Group("/api")
-	api.Post("/auth/login", rateLimit(LimitLoginIP), rateLimit(LimitLoginAccount), s.login)
+	api.Post("/auth/login", rateLimit(LimitLoginIP), rateLimit(LimitLoginAccount), s.budget("logins"), s.login)
 	api.Post("/auth/refresh", rateLimit(LimitLoginIP), s.refresh)
-	api.Post("/visitor/session", rateLimit(LimitVisitorSession), s.visitorSession)
+	api.Post("/visitor/session", rateLimit(LimitVisitorSession), s.budget("visitor-sessions"), s.visitorSession)
 	api.Get("/settings/public", s.publicSettings)
 
 	authed := api.Group("", s.authenticate)
 	authed.Post("/auth/logout", s.logout)
 	authed.Get("/auth/me", s.me)
 	authed.Post("/ws-ticket", s.wsTicket)
-	authed.Post("/chats", rateLimit(LimitChatCreate), s.openChat)
+	authed.Post("/chats", rateLimit(LimitChatCreate), s.budget("chat-creates"), s.openChat)
 	authed.Get("/chats", s.listChats)
 	authed.Get("/chats/:id", s.getChat)
 	authed.Get("/chats/:id/messages", s.history)
 	authed.Get("/chat/queue", s.queue)
 	authed.Post("/chat/:id/accept", s.accept)
 	authed.Post("/chat/:id/resolve", s.resolve)
-	authed.Post("/messages", rateLimit(LimitMessage), s.sendMessage)
-	authed.Post("/attachments", rateLimit(LimitUpload), s.createAttachment)
+	authed.Post("/messages", rateLimit(LimitMessage), s.budget("messages"), s.sendMessage)
+	authed.Post("/attachments", rateLimit(LimitUpload), s.budget("uploads"), s.createAttachment)
 	authed.Get("/attachments/:id", s.attachment)
 	authed.Get("/agents", s.listAgents)
 	authed.Post("/agents", s.createAgent)

@@ -278,6 +278,11 @@ func (s *Server) handleFrame(sockCtx context.Context, client *realtime.Client, p
 		complete := h.Complete
 		reply(client, chatStateFrame{Type: "resumed", Ref: f.Ref, ChatID: f.ChatID, LastSeq: h.LastSeq, Complete: &complete})
 	case "send-message":
+		if !s.allowBudget("messages") {
+			s.metrics.rateLimited.WithLabelValues("tenant-messages").Inc()
+			replyError(client, f.Ref, cell.Errorf(cell.ERateLimited, "the tenant's plan allows no more messages right now; try again shortly"))
+			return
+		}
 		msg, _, err := s.svc.SendMessage(ctx, p, service.SendInput{ChatID: f.ChatID, Body: f.Body, ClientMsgID: f.ClientMsgID, AttachmentID: f.AttachmentID, Private: f.Private})
 		if err != nil {
 			s.frameError(ctx, client, p, f, err)
