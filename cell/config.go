@@ -41,6 +41,7 @@ const (
 	EnvMaxAgents          = "ATENDE_CELL_MAX_AGENTS"
 	EnvMaxOpenChats       = "ATENDE_CELL_MAX_OPEN_CHATS"
 	EnvTenantRates        = "ATENDE_CELL_TENANT_RATES"
+	EnvWebhookPrivate     = "ATENDE_CELL_WEBHOOK_ALLOW_PRIVATE"
 	EnvUploadContentTypes = "ATENDE_CELL_UPLOAD_TYPES"
 	EnvLogLevel           = "ATENDE_CELL_LOG_LEVEL"
 )
@@ -145,6 +146,9 @@ type Config struct {
 	MaxOpenChats int
 	// TenantRates are the plan's tenant-wide request budgets, on top of the per-IP limits.
 	TenantRates TenantRates
+	// WebhookAllowPrivate lets webhooks reach loopback and private addresses (development and
+	// tests only; off by default against SSRF).
+	WebhookAllowPrivate bool
 	// UploadContentTypes is the attachment content-type allow-list.
 	UploadContentTypes []string
 	// LogLevel is "debug", "info", "warn" or "error".
@@ -181,6 +185,7 @@ func (c Config) Environ() []string {
 		{EnvBootstrapUsers, string(users)}, {EnvPresignTTL, c.PresignTTL.String()},
 		{EnvMaxUploadBytes, strconv.FormatInt(c.MaxUploadBytes, 10)}, {EnvMaxAgents, strconv.Itoa(c.MaxAgents)},
 		{EnvMaxOpenChats, strconv.Itoa(c.MaxOpenChats)}, {EnvTenantRates, string(rates)},
+		{EnvWebhookPrivate, strconv.FormatBool(c.WebhookAllowPrivate)},
 		{EnvUploadContentTypes, strings.Join(c.UploadContentTypes, ",")}, {EnvLogLevel, c.LogLevel},
 	}
 	out := make([]string, 0, len(kv))
@@ -278,6 +283,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s must be a number ≥ 0", EnvMaxAgents))
 		}
 		c.MaxAgents = n
+	}
+	if v := getenv(EnvWebhookPrivate); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s must be true or false", EnvWebhookPrivate))
+		}
+		c.WebhookAllowPrivate = b
 	}
 	if v := getenv(EnvMaxOpenChats); v != "" {
 		n, err := strconv.Atoi(v)

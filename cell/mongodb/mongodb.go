@@ -74,6 +74,10 @@ func Open(ctx context.Context, uri, dbName, tenantID string) (*Store, error) {
 	}, nil
 }
 
+// Database returns the tenant's database handle, for components that keep their own
+// collections in it (the webhook outbox); they follow the same tenantId rules.
+func (s *Store) Database() *mongo.Database { return s.chats.Database() }
+
 // Close disconnects from the server.
 func (s *Store) Close(ctx context.Context) error { return s.client.Disconnect(ctx) }
 

@@ -85,6 +85,15 @@ func (s *Service) emit(ctx context.Context, typ, id string, payload any) {
 	if s.events == nil || !s.settings(ctx).Webhook.Wants(typ) {
 		return
 	}
+	if c, ok := payload.(cell.Chat); ok { // transfer notes are staff-only, like notes
+		h := make([]cell.ChatTransition, len(c.History))
+		for i, t := range c.History {
+			t.Note = ""
+			h[i] = t
+		}
+		c.History, c.SlotID = h, ""
+		payload = c
+	}
 	if err := s.events.Publish(context.WithoutCancel(ctx), id, typ, s.now(), payload); err != nil {
 		s.log.Warn("webhook event not stored", "event", typ, "id", id, "error", err)
 	}

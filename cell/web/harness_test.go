@@ -21,6 +21,7 @@ import (
 	"atende/cell/s3blob"
 	"atende/cell/service"
 	"atende/cell/web"
+	"atende/cell/webhook"
 	"atende/controlplane/ferret"
 	"atende/controlplane/versity"
 
@@ -121,16 +122,23 @@ func startCell(t *testing.T, mutate func(*cell.Config)) *testCell {
 		t.Fatal(err)
 	}
 	authority := auth.NewAuthority(cfg.TenantID, cfg.SigningKey, cfg.SigningKeyID, cfg.ControlPlaneKey, cfg.PreviousKeys...)
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	log := slog.New(slog.NewJSONHandler(testLogOut(), nil))
 	svc := service.New(cfg, store, blob, realtime.NewHub(), authority, log)
 	hash, _ := auth.HashPassword("admin-password-1")
 	if err := svc.Bootstrap(ctx, []cell.BootstrapUser{{Email: "admin@acme.test", Roles: []string{cell.RoleTenantAdmin, cell.RoleAgent}, PasswordHash: hash}}); err != nil {
 		t.Fatal(err)
 	}
+	hooks, err := webhook.New(store.Database(), cfg.TenantID, webhook.SettingsEndpoints(svc),
+		webhook.Options{AllowPrivateNetworks: true, BackoffBase: 200 * time.Millisecond, BackoffMax: time.Second, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	webhook.Wire(svc, hooks)
 	srv := web.New(cfg, svc, log)
 	go srv.Listen(addr)
 	runCtx, stopRun := context.WithCancel(context.Background())
 	go svc.Run(runCtx)
+	go hooks.Run(runCtx)
 	t.Cleanup(func() {
 		srv.Shutdown(2 * time.Second)
 		stopRun()
@@ -232,4 +240,12 @@ func doJSON(t *testing.T, req *http.Request, out any) int {
 		_ = json.Unmarshal(data, out)
 	}
 	return resp.StatusCode
+}
+
+// testLogOut is where the test cell logs: stderr with ATENDE_TEST_LOG=1, else nowhere.
+func testLogOut() io.Writer {
+	if os.Getenv("ATENDE_TEST_LOG") == "1" {
+		return os.Stderr
+	}
+	return io.Discard
 }

@@ -2,12 +2,16 @@ package web_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
@@ -568,5 +572,98 @@ func TestPlanBudgetsHoldForTheWholeTenant(t *testing.T) {
 	var e apiError
 	if st := tc.do("POST", "/api/chats", vs.VisitorToken, map[string]string{"message": "four", "clientMsgId": "f-1"}, &e); st != 503 || e.Error.Code != cell.EUnavailable {
 		t.Fatalf("fourth open chat on a plan of 3: %d %+v, want 503 unavailable", st, e)
+	}
+}
+
+// TestWebhooksDeliverChatEventsSigned: with a webhook configured, the chat's lifecycle reaches a
+// real receiver as signed events (HMAC checked here independently of the package), message
+// events never include notes, a failing first attempt is retried with the same event id, and the
+// delivery log shows the attempts.
+func TestWebhooksDeliverChatEventsSigned(t *testing.T) {
+	tc := startCell(t, nil)
+	admin := tc.adminToken()
+	const secret = "whsec-0123456789abcdef"
+	var mu sync.Mutex
+	var got []map[string]any
+	seen := map[string]int{}
+	failFirst := true
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write([]byte(r.Header.Get("X-Atende-Timestamp") + "." + string(body)))
+		if r.Header.Get("X-Atende-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+			t.Errorf("bad signature on %s", body)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		id := r.Header.Get("X-Atende-Event-Id")
+		seen[id]++
+		if failFirst {
+			failFirst = false
+			w.WriteHeader(500)
+			return
+		}
+		var ev map[string]any
+		_ = json.Unmarshal(body, &ev)
+		got = append(got, ev)
+		w.WriteHeader(204)
+	}))
+	defer recv.Close()
+	if st := tc.do("PUT", "/api/settings", admin, map[string]any{"webhook": map[string]any{"url": recv.URL + "/hook", "secret": secret}}, nil); st != 200 {
+		t.Fatalf("settings: %d", st)
+	}
+	visitorTok, chat := tc.newVisitorChat("hello webhook")
+	tc.do("POST", "/api/chat/"+chat.ID+"/accept", admin, nil, nil)
+	tc.do("POST", "/api/messages", admin, map[string]any{"chatId": chat.ID, "body": "internal only", "clientMsgId": "n1", "private": true}, nil)
+	tc.do("POST", "/api/messages", admin, map[string]any{"chatId": chat.ID, "body": "public answer", "clientMsgId": "a1"}, nil)
+	tc.do("POST", "/api/chat/"+chat.ID+"/resolve", visitorTok, nil, nil)
+	want := []string{"chat.created", "message.created", "chat.accepted", "message.created", "chat.resolved"}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= len(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	types := map[string]int{}
+	for _, ev := range got {
+		types[fmt.Sprint(ev["type"])]++
+		raw, _ := json.Marshal(ev)
+		if strings.Contains(string(raw), "internal only") {
+			t.Fatalf("a note reached the webhook: %s", raw)
+		}
+	}
+	if types["chat.created"] != 1 || types["chat.accepted"] != 1 || types["message.created"] != 2 || types["chat.resolved"] != 1 {
+		raw := map[string]any{}
+		tc.do("GET", "/api/webhooks/deliveries", admin, nil, &raw)
+		t.Fatalf("delivered %v, want %v (log %v)", types, want, raw)
+	}
+	retried := 0
+	for _, n := range seen {
+		if n > 1 {
+			retried++
+		}
+	}
+	if retried != 1 {
+		t.Fatalf("event ids seen more than once: %d, want exactly the one that failed first (%v)", retried, seen)
+	}
+	mu.Unlock() // the receiver may still be answering the last attempt; its log entry follows
+	defer mu.Lock()
+	var log struct {
+		Deliveries []map[string]any `json:"deliveries"`
+	}
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		st := tc.do("GET", "/api/webhooks/deliveries", admin, nil, &log)
+		if st == 200 && len(log.Deliveries) == len(want)+1 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("delivery log: %d, %d entries, want %d (one failed attempt, then one per event)", st, len(log.Deliveries), len(want)+1)
+		}
 	}
 }

@@ -23,8 +23,8 @@ import (
 // Run delivers the outbox until ctx ends: it waits for the lease (one delivering Dispatcher per
 // database), loads the outbox, and sends due attempts one at a time, oldest event first; when the
 // lease is lost it goes back to waiting, and when ctx ends it releases the lease so another
-// replica takes over at once. Events published after a crash or restart are delivered by the next
-// holder (at least once). Run must not be called twice at the same time on one Dispatcher (the
+// replica takes over at once. Events left pending by a crash or a restart are delivered by the
+// next holder (at least once). Run must not be called twice at the same time on one Dispatcher (the
 // second call returns at once).
 func (d *Dispatcher) Run(ctx context.Context) {
 	if !d.running.CompareAndSwap(false, true) {

@@ -20,6 +20,7 @@ import (
 	"atende/cell/s3blob"
 	"atende/cell/service"
 	"atende/cell/web"
+	"atende/cell/webhook"
 )
 
 func main() {
@@ -67,10 +68,18 @@ func run() error {
 	if err := svc.Bootstrap(ctx, cfg.BootstrapUsers); err != nil {
 		return fmt.Errorf("bootstrap users: %w", err)
 	}
+	hooks, err := webhook.New(store.Database(), cfg.TenantID, webhook.SettingsEndpoints(svc),
+		webhook.Options{AllowPrivateNetworks: cfg.WebhookAllowPrivate, Logger: log.With("component", "webhook")})
+	if err != nil {
+		return err
+	}
+	webhook.Wire(svc, hooks)
 	flushed := make(chan struct{})
 	runCtx, stopRun := context.WithCancel(context.Background())
 	go func() { svc.Run(runCtx); close(flushed) }()
-	defer func() { stopRun(); <-flushed }()
+	hooksDone := make(chan struct{})
+	go func() { hooks.Run(runCtx); close(hooksDone) }()
+	defer func() { stopRun(); <-flushed; <-hooksDone }()
 	srv := web.New(cfg, svc, log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Listen(cfg.ListenAddr) }()
