@@ -6,6 +6,11 @@
 // the landing page; a live tenant host is reverse-proxied to its cell (WebSocket upgrades and
 // streaming included) with the original Host header; a suspended tenant host gets the paused page
 // (410); anything else gets the "tenant not found" page (404).
+//
+// The edge also serves the object store to browsers (Options.ObjectStore): presigned attachment
+// URLs point at the edge, which proxies them to the S3 server with the Host header unchanged (so
+// SigV4 signatures still verify) and adds X-Content-Type-Options: nosniff to every answer, which
+// S3 servers cannot add to a presigned GET themselves.
 package edge
 
 import (
@@ -55,6 +60,24 @@ type Options struct {
 	Paused http.Handler
 	// Logger receives JSON logs of route swaps and proxy failures. Nil means slog.Default().
 	Logger *slog.Logger
+	// ObjectStore, when its Backend is set, is proxied for browsers.
+	ObjectStore ObjectStore
+}
+
+// ObjectStore is the object store the edge serves to browsers at the public S3 endpoint written
+// into presigned URLs. Only what browsers do with presigned URLs passes: GET, HEAD, PUT and CORS
+// preflights (OPTIONS); other methods get 405 and paths with "." or ".." segments 400, without
+// reaching the store. Every answer carries X-Content-Type-Options: nosniff; the store's own
+// headers (Content-Disposition from a signed response-content-disposition, CORS) pass unchanged.
+type ObjectStore struct {
+	// Backend is the S3 server's base URL, e.g. "http://127.0.0.1:7070". Empty disables the route.
+	Backend string
+	// Host is the host of the public S3 endpoint (compared without port, case-insensitively),
+	// e.g. "localhost" or "s3.example.com". Empty means Options.Domain.
+	Host string
+	// Bucket, when set, restricts the route to path-style requests for that bucket ("/<Bucket>"
+	// and "/<Bucket>/..."), so the store can share the bare domain with the landing page.
+	Bucket string
 }
 
 // Router is an http.Handler routing requests by Host over a route table that can be replaced at
@@ -67,6 +90,10 @@ type Router struct {
 	log       *slog.Logger
 	transport *http.Transport
 	table     atomic.Pointer[table]
+
+	s3Host   string                 // normalized ObjectStore.Host
+	s3Bucket string                 // ObjectStore.Bucket
+	s3       *httputil.ReverseProxy // nil without an object store
 }
 
 // table is one immutable snapshot of the route table, indexed by lowercased host.
@@ -122,6 +149,17 @@ func New(opts Options) *Router {
 		ForceAttemptHTTP2:     false,
 	}
 	r.table.Store(&table{hosts: map[string]*entry{}})
+	if opts.ObjectStore.Backend != "" {
+		r.s3Host, r.s3Bucket = normalizeHost(opts.ObjectStore.Host), opts.ObjectStore.Bucket
+		if r.s3Host == "" {
+			r.s3Host = r.domain
+		}
+		if target, err := url.Parse(opts.ObjectStore.Backend); err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
+			r.log.Error("edge: object store not served: bad backend URL", logKeyBackend, opts.ObjectStore.Backend)
+		} else {
+			r.s3 = r.newObjectStoreProxy(target)
+		}
+	}
 	return r
 }
 
@@ -168,6 +206,10 @@ func (r *Router) SetRoutes(routes []traefik.Route) {
 // ServeHTTP routes req by its Host header as described in the package documentation.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	host := normalizeHost(req.Host)
+	if r.s3 != nil && host == r.s3Host && r.objectStorePath(req.URL.Path) {
+		r.serveObjectStore(w, req)
+		return
+	}
 	if host == r.domain || isLoopbackIP(host) {
 		r.landing.ServeHTTP(w, req)
 		return
@@ -212,6 +254,60 @@ func (r *Router) newProxy(route traefik.Route, target *url.URL) *httputil.Revers
 				log.Error("edge: cell unavailable", logKeyRequestID, requestID, logKeyBackend, target.Host, logKeyError, err.Error())
 			}
 			writeError(w, http.StatusBadGateway, "internal", "cell unavailable", requestID)
+		},
+	}
+}
+
+// objectStorePath reports whether path is served by the object store: any path without a bucket
+// restriction, else the bucket and what lies under it.
+func (r *Router) objectStorePath(path string) bool {
+	if r.s3Bucket == "" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(path, "/"+r.s3Bucket)
+	return ok && (rest == "" || rest[0] == '/')
+}
+
+// serveObjectStore proxies req to the object store if its method and path are allowed.
+func (r *Router) serveObjectStore(w http.ResponseWriter, req *http.Request) {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodOptions:
+	default:
+		w.Header().Set("Allow", "GET, HEAD, PUT, OPTIONS")
+		writeError(w, http.StatusMethodNotAllowed, "invalid", "method not allowed on the object store", newRequestID())
+		return
+	}
+	for _, seg := range strings.Split(req.URL.Path, "/") {
+		if seg == "." || seg == ".." {
+			writeError(w, http.StatusBadRequest, "invalid", "dot segments are not allowed in object paths", newRequestID())
+			return
+		}
+	}
+	r.s3.ServeHTTP(w, req)
+}
+
+// newObjectStoreProxy returns a reverse proxy to the object store at target that keeps the
+// client's Host header (SigV4 signs it) and adds X-Content-Type-Options: nosniff to every answer.
+func (r *Router) newObjectStoreProxy(target *url.URL) *httputil.ReverseProxy {
+	target = &url.URL{Scheme: target.Scheme, Host: target.Host}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+			pr.Out.Header.Del("Forwarded")
+			pr.Out.Header.Del("X-Real-Ip")
+		},
+		Transport: r.transport,
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Header.Set("X-Content-Type-Options", "nosniff")
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			requestID := newRequestID()
+			if req.Context().Err() == nil {
+				r.log.Error("edge: object store unavailable", logKeyRequestID, requestID, logKeyBackend, target.Host, logKeyError, err.Error())
+			}
+			writeError(w, http.StatusBadGateway, "internal", "object store unavailable", requestID)
 		},
 	}
 }

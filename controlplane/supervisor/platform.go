@@ -25,7 +25,9 @@ type Platform struct {
 	// S3Endpoint is the object store's URL as cells reach it; S3PublicEndpoint the one written
 	// into presigned URLs for browsers (empty: S3Endpoint).
 	S3Endpoint, S3PublicEndpoint string
-	// S3Region, S3Bucket, S3AccessKey and S3SecretKey complete the object-store settings.
+	// S3Region, S3Bucket, S3AccessKey and S3SecretKey complete the object-store settings. The
+	// access key and secret are handed to cells only when the supervisor has no ObjectStoreIAM
+	// (Options.ObjectStoreIAM); with one, each cell gets its tenant's own credentials instead.
 	S3Region, S3Bucket, S3AccessKey, S3SecretKey string
 	// ControlPlaneKey verifies super-admin tokens in cells.
 	ControlPlaneKey ed25519.PublicKey

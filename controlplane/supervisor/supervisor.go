@@ -38,6 +38,10 @@ type Options struct {
 	Platform Platform
 	// DataRemovers delete a deleted tenant's data (database, object prefix), in order.
 	DataRemovers []controlplane.DataRemover
+	// ObjectStoreIAM, when set, gives each cell its tenant's own object-store credentials
+	// instead of Platform.S3AccessKey and S3SecretKey, and revokes them on suspension and
+	// deletion (see ObjectStoreIAM).
+	ObjectStoreIAM ObjectStoreIAM
 	// OnRoutes receives the whole route table after every change of it (and once at the first
 	// pass); an error is logged and the table is offered again at the next pass.
 	OnRoutes func([]traefik.Route) error
@@ -73,6 +77,8 @@ type Supervisor struct {
 	routesMu  sync.Mutex
 	published []traefik.Route
 	hasRoutes bool
+
+	iamSynced bool // ObjectStoreIAM synced (only read and written by Run's passes)
 }
 
 var _ controlplane.TenantService = (*Supervisor)(nil)
@@ -153,7 +159,11 @@ func (s *Supervisor) pass(ctx context.Context, steps *sync.WaitGroup) {
 		}
 		return
 	}
-	for _, t := range tenants {
+	stepping := tenants
+	if !s.objectStoreSynced(ctx, tenants) {
+		stepping = nil
+	}
+	for _, t := range stepping {
 		step := s.stepFor(ctx, t)
 		if step == nil {
 			continue
@@ -270,7 +280,11 @@ func (s *Supervisor) resume(ctx context.Context, t *controlplane.Tenant) error {
 // stopped and t moves to failed with the reason.
 func (s *Supervisor) bringUp(ctx context.Context, t *controlplane.Tenant, failed controlplane.State) error {
 	started := time.Now()
-	c, err := s.driver.Start(ctx, s.opts.Platform.CellConfig(t))
+	cfg, err := s.cellConfig(ctx, t)
+	if err != nil {
+		return err // the object store refused the grant: try again at the next pass
+	}
+	c, err := s.driver.Start(ctx, cfg)
 	if err == nil {
 		c, err = s.waitHealthy(ctx, t.ID, c)
 	}
@@ -280,8 +294,9 @@ func (s *Supervisor) bringUp(ctx context.Context, t *controlplane.Tenant, failed
 	if err != nil {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		_ = s.driver.Stop(stopCtx, t.ID)
+		revokeErr := s.revokeObjectStore(stopCtx, t)
 		cancel()
-		return errors.Join(err, s.transition(ctx, t, failed, err.Error()))
+		return errors.Join(err, revokeErr, s.transition(ctx, t, failed, err.Error()))
 	}
 	c.Generation = t.Generation
 	t.Cell = c
@@ -357,7 +372,11 @@ func (s *Supervisor) keepLive(ctx context.Context, t *controlplane.Tenant) error
 	c := t.Cell
 	if st.State == controlplane.CellAbsent || st.State == controlplane.CellStopped {
 		s.log.Info("starting cell of live tenant", attrTenantID, t.ID, attrKey, t.Key)
-		if c, err = s.driver.Start(ctx, s.opts.Platform.CellConfig(t)); err != nil {
+		cfg, err := s.cellConfig(ctx, t)
+		if err != nil {
+			return err
+		}
+		if c, err = s.driver.Start(ctx, cfg); err != nil {
 			return err
 		}
 		c.Generation = t.Generation
@@ -379,10 +398,13 @@ func (s *Supervisor) keepLive(ctx context.Context, t *controlplane.Tenant) error
 // nothing is recorded and the next pass tries again, so the step is idempotent.
 func (s *Supervisor) restartCell(ctx context.Context, t *controlplane.Tenant) error {
 	started := time.Now()
+	cfg, err := s.cellConfig(ctx, t)
+	if err != nil {
+		return err
+	}
 	if err := s.driver.Stop(ctx, t.ID); err != nil {
 		return err
 	}
-	cfg := s.opts.Platform.CellConfig(t)
 	cfg.ListenAddr = t.Cell.Address
 	c, err := s.driver.Start(ctx, cfg)
 	if err == nil {
@@ -406,20 +428,27 @@ func (s *Supervisor) restartCell(ctx context.Context, t *controlplane.Tenant) er
 	return nil
 }
 
-// suspend: suspend-requested → suspended once the cell is stopped.
+// suspend: suspend-requested → suspended once the cell is stopped and its object-store
+// credentials are revoked.
 func (s *Supervisor) suspend(ctx context.Context, t *controlplane.Tenant) error {
 	if err := s.driver.Stop(ctx, t.ID); err != nil {
+		return err
+	}
+	if err := s.revokeObjectStore(ctx, t); err != nil {
 		return err
 	}
 	t.Cell.PID = 0
 	return s.transition(ctx, t, controlplane.StateSuspended, "cell stopped")
 }
 
-// awaitDeletion stops the cell of a deletion-pending tenant and, once DeleteAt has passed, moves
-// it to deleting.
+// awaitDeletion stops the cell of a deletion-pending tenant (revoking its object-store
+// credentials) and, once DeleteAt has passed, moves it to deleting.
 func (s *Supervisor) awaitDeletion(ctx context.Context, t *controlplane.Tenant) error {
 	if st, err := s.driver.Status(ctx, t.ID); err == nil && st.State != controlplane.CellAbsent && st.State != controlplane.CellStopped {
 		if err := s.driver.Stop(ctx, t.ID); err != nil {
+			return err
+		}
+		if err := s.revokeObjectStore(ctx, t); err != nil {
 			return err
 		}
 	}
@@ -429,10 +458,13 @@ func (s *Supervisor) awaitDeletion(ctx context.Context, t *controlplane.Tenant) 
 	return s.transition(ctx, t, controlplane.StateDeleting, "grace period over")
 }
 
-// teardown: deleting → deleted after removing the cell and the tenant's data, in order;
-// deletion-failed on error (retried later).
+// teardown: deleting → deleted after removing the cell, the tenant's object-store credentials
+// and the tenant's data, in order; deletion-failed on error (retried later).
 func (s *Supervisor) teardown(ctx context.Context, t *controlplane.Tenant) error {
 	err := s.driver.Remove(ctx, t.ID)
+	if err == nil {
+		err = s.revokeObjectStore(ctx, t)
+	}
 	for _, r := range s.opts.DataRemovers {
 		if err != nil {
 			break

@@ -87,8 +87,9 @@ type fixture struct {
 	stop    func()
 }
 
-// start runs a supervisor with a process driver on store until the returned fixture is stopped.
-func start(t *testing.T, store *mongodb.Store, env []string, healthTimeout time.Duration) *fixture {
+// start runs a supervisor with a process driver on store until the returned fixture is stopped;
+// configure, if given, changes the options first.
+func start(t *testing.T, store *mongodb.Store, env []string, healthTimeout time.Duration, configure ...func(*supervisor.Options)) *fixture {
 	t.Helper()
 	f := &fixture{store: store, routes: &routeLog{}, removed: &removed{}}
 	var err error
@@ -98,12 +99,16 @@ func start(t *testing.T, store *mongodb.Store, env []string, healthTimeout time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	sup, err = supervisor.New(supervisor.Options{
+	opts := supervisor.Options{
 		Store: store, Driver: f.driver, Platform: supervisor.Platform{Domain: "localhost", PublicPort: 8080},
 		DataRemovers: []controlplane.DataRemover{f.removed}, OnRoutes: f.routes.publish,
 		HealthTimeout: healthTimeout,
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	for _, c := range configure {
+		c(&opts)
+	}
+	sup, err = supervisor.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,9 @@
 // versitygw allows one embedded gateway per process (it keeps package-level state), so a process
 // starts at most one Server. Its posix backend also changes the process's working directory to
 // the objects directory (os.Chdir in posix.New): resolve every relative path before Start.
+//
+// Besides the root account, the gateway keeps one account per tenant (see TenantAccess), stored
+// by its internal IAM service under the data directory.
 package versity
 
 import (
@@ -16,6 +19,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/versity/versitygw/auth"
 	"github.com/versity/versitygw/backend/meta"
 	"github.com/versity/versitygw/backend/posix"
 	"github.com/versity/versitygw/debuglogger"
@@ -28,8 +32,12 @@ const Region = "us-east-1"
 // Server is a running embedded S3 gateway.
 type Server struct {
 	endpoint string
-	cancel   context.CancelFunc
-	done     chan error
+	// accessKey and secretKey are the root credentials.
+	accessKey, secretKey string
+	// iam is the gateway's account store, shared with TenantAccess.
+	iam    auth.IAMService
+	cancel context.CancelFunc
+	done   chan error
 }
 
 // Start starts the gateway with objects under dir/objects, object metadata under dir/meta (sidecar
@@ -71,18 +79,30 @@ func Start(dir, addr, accessKey, secretKey string) (*Server, error) {
 		MaxRequests:       10000,
 		MultipartMaxParts: 10000,
 		IAMDir:            iamDir,
-		Quiet:             true,
-		LogLevel:          debuglogger.LevelSilent,
-		HealthPath:        "/healthz",
+		// Without the cache every request reads the accounts file, so a revoked account is
+		// refused at once. The cache would also spin: with the zero TTL and prune interval its
+		// pruning goroutine loops without sleeping (measured: 2.1 s of CPU per 3 s while idle).
+		IAMCacheDisable: true,
+		Quiet:           true,
+		LogLevel:        debuglogger.LevelSilent,
+		HealthPath:      "/healthz",
 	}
+	// The IAM service is built here, as the gateway would build it (IamOpts), so that
+	// TenantAccess manages the very accounts the gateway authenticates against.
+	iam, err := auth.New(cfg.IamOpts())
+	if err != nil {
+		return nil, fmt.Errorf("versity: IAM service: %w", err)
+	}
+	cfg.IAMService = iam
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{endpoint: "http://" + addr, cancel: cancel, done: make(chan error, 1)}
+	s := &Server{endpoint: "http://" + addr, accessKey: accessKey, secretKey: secretKey, iam: iam, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- embedgw.RunVersityGW(ctx, be, cfg) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		select {
 		case err := <-s.done:
 			cancel()
+			_ = iam.Shutdown()
 			return nil, fmt.Errorf("versity: gateway stopped at start: %w", err)
 		default:
 		}
@@ -91,7 +111,7 @@ func Start(dir, addr, accessKey, secretKey string) (*Server, error) {
 			return s, nil
 		}
 		if time.Now().After(deadline) {
-			cancel()
+			s.Close()
 			return nil, fmt.Errorf("versity: %s not reachable within 10s", addr)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -108,6 +128,7 @@ func (s *Server) Close() {
 	case <-s.done:
 	case <-time.After(10 * time.Second):
 	}
+	_ = s.iam.Shutdown()
 }
 
 // concreteAddr replaces a port of 0 in addr with a currently free port on the same host.
