@@ -3,7 +3,8 @@
 //
 // The renderer is pure: the same routes and options always produce the same bytes, whatever the
 // order of the input. Only the small part of Traefik's dynamic-configuration schema that Atende
-// uses is modelled here (HTTP routers and load-balancer services); field names follow
+// uses is modelled here (HTTP routers, load-balancer services and the headers middleware); field
+// names follow
 // https://doc.traefik.io/traefik/reference/dynamic-configuration/file/.
 package traefik
 
@@ -39,6 +40,15 @@ const (
 	// PausedService serves the "paused" page (410) for suspended tenants; it is backed by
 	// Options.PausedURL.
 	PausedService = "paused"
+	// ObjectStoreRouter sends the public S3 endpoint (Options.ObjectStoreHost) through the
+	// ObjectStoreHeaders middleware to ObjectStoreService.
+	ObjectStoreRouter = "object-store"
+	// ObjectStoreService is the S3 server browsers reach with presigned URLs; it is backed by
+	// Options.ObjectStoreURL.
+	ObjectStoreService = "object-store"
+	// ObjectStoreHeaders is the headers middleware that adds X-Content-Type-Options: nosniff to
+	// every object-store answer (S3 cannot add it to a presigned GET).
+	ObjectStoreHeaders = "object-store-headers"
 )
 
 // header is written at the top of every rendered file.
@@ -76,6 +86,16 @@ type Options struct {
 	// PausedURL is the base URL of the server answering the "paused" page (410) for suspended
 	// tenants. Required.
 	PausedURL string
+	// ObjectStoreURL is the base URL of the S3 server (e.g. "http://s3:9000") that browsers reach
+	// at the public S3 endpoint written into presigned URLs. Empty leaves the object store out.
+	ObjectStoreURL string
+	// ObjectStoreHost is the host of that public endpoint (no port), e.g. "s3.example.com".
+	// Required with ObjectStoreURL; no tenant route may use it.
+	ObjectStoreHost string
+	// ObjectStoreBucket, when set, restricts the object-store router to path-style requests for
+	// that bucket ("/<bucket>" and "/<bucket>/..."), so the store can share a host (such as the
+	// bare domain) with the fallback service.
+	ObjectStoreBucket string
 }
 
 // Config is the root of a Traefik dynamic configuration file.
@@ -90,6 +110,8 @@ type HTTP struct {
 	Routers map[string]Router `yaml:"routers"`
 	// Services maps service names to services.
 	Services map[string]Service `yaml:"services"`
+	// Middlewares maps middleware names to middlewares; omitted when empty.
+	Middlewares map[string]Middleware `yaml:"middlewares,omitempty"`
 }
 
 // Router matches requests with Rule and forwards them to Service.
@@ -103,6 +125,20 @@ type Router struct {
 	Priority int `yaml:"priority,omitempty"`
 	// Service is the name of the service that handles matched requests.
 	Service string `yaml:"service"`
+	// Middlewares names the middlewares applied, in order, before Service; omitted when empty.
+	Middlewares []string `yaml:"middlewares,omitempty"`
+}
+
+// Middleware is a Traefik HTTP middleware; only the headers middleware is used.
+type Middleware struct {
+	// Headers changes request and response headers.
+	Headers *Headers `yaml:"headers,omitempty"`
+}
+
+// Headers is the configuration of Traefik's headers middleware.
+type Headers struct {
+	// CustomResponseHeaders are set on every response (an empty value removes the header).
+	CustomResponseHeaders map[string]string `yaml:"customResponseHeaders,omitempty"`
 }
 
 // Service is a Traefik HTTP service; only load balancers are used.
@@ -139,13 +175,18 @@ func ServiceName(tenantID string) string { return "cell-" + tenantID }
 // "cell-<tenantId>" pointing at its backend with passHostHeader true. Every suspended route gets a
 // router "tenant-<key>" pointing at the "paused" service. Routes in any other state are skipped
 // before validation. A router "catch-all" (rule PathPrefix(`/`), priority 1) sends everything else
-// to the "fallback" service. Output is sorted by name and independent of input order; hosts are
-// lowercased and sorted.
+// to the "fallback" service. With Options.ObjectStoreURL, a router "object-store" matches
+// ObjectStoreHost (and, with ObjectStoreBucket, the bucket's path) and sends requests through the
+// "object-store-headers" middleware (customResponseHeaders X-Content-Type-Options: nosniff) to
+// the "object-store" service, with passHostHeader true so SigV4 signatures still verify. Output
+// is sorted by name and independent of input order; hosts are lowercased and sorted.
 //
 // Build returns an error wrapping ErrInvalid when an option URL is missing or malformed, or when a
 // routed entry has an empty or malformed key or tenant id, no hosts, a host that is not a valid DNS
 // name (backticks, spaces, ports, empty labels...), a host or key or tenant id already used by
-// another route, or (when live) a backend that is not an http(s) base URL.
+// another route or by the object store, or (when live) a backend that is not an http(s) base
+// URL; or when an object-store option is malformed (a host that is not a DNS name, a bucket that
+// is not an S3 bucket name).
 func Build(routes []Route, opts Options) ([]byte, error) {
 	cfg, err := config(routes, opts)
 	if err != nil {
@@ -202,6 +243,9 @@ func config(routes []Route, opts Options) (Config, error) {
 	keys := map[string]bool{}
 	tenants := map[string]string{}
 	hostOwner := map[string]string{}
+	if err := objectStore(&cfg, opts, entryPoints, hostOwner); err != nil {
+		return Config{}, err
+	}
 	for _, r := range routed {
 		name := fmt.Sprintf("route %q (tenant %q)", r.Key, r.TenantID)
 		if r.Key == "" {
@@ -253,6 +297,56 @@ func config(routes []Route, opts Options) (Config, error) {
 		cfg.HTTP.Routers[RouterName(r.Key)] = Router{EntryPoints: entryPoints, Rule: rule, Service: service}
 	}
 	return cfg, nil
+}
+
+// objectStore adds the object-store router, service and middleware to cfg when
+// opts.ObjectStoreURL is set, after validating the object-store options, and claims its host in
+// hostOwner.
+func objectStore(cfg *Config, opts Options, entryPoints []string, hostOwner map[string]string) error {
+	if opts.ObjectStoreURL == "" {
+		if opts.ObjectStoreHost != "" || opts.ObjectStoreBucket != "" {
+			return fmt.Errorf("%w: option ObjectStoreURL: empty URL", ErrInvalid)
+		}
+		return nil
+	}
+	if err := checkBaseURL(opts.ObjectStoreURL); err != nil {
+		return fmt.Errorf("%w: option ObjectStoreURL: %v", ErrInvalid, err)
+	}
+	if err := CheckHost(opts.ObjectStoreHost); err != nil {
+		return fmt.Errorf("%w: option ObjectStoreHost: %v", ErrInvalid, err)
+	}
+	host := strings.ToLower(opts.ObjectStoreHost)
+	rule := hostRule([]string{host})
+	if b := opts.ObjectStoreBucket; b != "" {
+		if !isBucket(b) {
+			return fmt.Errorf("%w: option ObjectStoreBucket: %q is not an S3 bucket name", ErrInvalid, b)
+		}
+		rule += " && (Path(`/" + b + "`) || PathPrefix(`/" + b + "/`))"
+	}
+	hostOwner[host] = "object store"
+	cfg.HTTP.Routers[ObjectStoreRouter] = Router{EntryPoints: entryPoints, Rule: rule, Service: ObjectStoreService, Middlewares: []string{ObjectStoreHeaders}}
+	cfg.HTTP.Services[ObjectStoreService] = loadBalancer(opts.ObjectStoreURL)
+	cfg.HTTP.Middlewares = map[string]Middleware{ObjectStoreHeaders: {Headers: &Headers{
+		CustomResponseHeaders: map[string]string{"X-Content-Type-Options": "nosniff"},
+	}}}
+	return nil
+}
+
+// isBucket reports whether s is an S3 bucket name as AWS defines it for new buckets: 3 to 63
+// lowercase letters, digits, '.' and '-', starting and ending with a letter or digit
+// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+func isBucket(s string) bool {
+	if len(s) < 3 || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if !alnum && ((c != '.' && c != '-') || i == 0 || i == len(s)-1) {
+			return false
+		}
+	}
+	return true
 }
 
 // loadBalancer returns a single-server service that passes the client's Host header through.

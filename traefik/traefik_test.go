@@ -22,9 +22,14 @@ var testOptions = Options{
 }
 
 func TestBuildGolden(t *testing.T) {
+	withStore := testOptions
+	withStore.ObjectStoreURL, withStore.ObjectStoreHost = "http://s3:9000", "s3.chat.example.com"
+	onBareDomain := testOptions
+	onBareDomain.ObjectStoreURL, onBareDomain.ObjectStoreHost, onBareDomain.ObjectStoreBucket = "http://127.0.0.1:7070", "localhost", "atende"
 	tests := []struct {
 		name   string
 		routes []Route
+		opts   *Options // nil: testOptions
 	}{
 		{name: "empty", routes: nil},
 		{name: "two-live", routes: []Route{
@@ -42,10 +47,20 @@ func TestBuildGolden(t *testing.T) {
 		{name: "multi-host", routes: []Route{
 			{TenantID: "t5ww", Key: "umbrella", Hosts: []string{"Umbrella.localhost", "chat.umbrella.example.com", "support.umbrella.example"}, Backend: "https://cell-t5ww:8443/", State: StateLive},
 		}},
+		{name: "object-store", opts: &withStore, routes: []Route{
+			{TenantID: "t1aa", Key: "acme", Hosts: []string{"acme.chat.example.com"}, Backend: "http://cell-t1aa:8080", State: StateLive},
+		}},
+		{name: "object-store-bucket-path", opts: &onBareDomain, routes: []Route{
+			{TenantID: "t1aa", Key: "acme", Hosts: []string{"acme.localhost"}, Backend: "http://127.0.0.1:41001", State: StateLive},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Build(tt.routes, testOptions)
+			opts := testOptions
+			if tt.opts != nil {
+				opts = *tt.opts
+			}
+			got, err := Build(tt.routes, opts)
 			if err != nil {
 				t.Fatalf("Build: %v", err)
 			}
@@ -68,7 +83,7 @@ func TestBuildGolden(t *testing.T) {
 			for i, r := range tt.routes {
 				reversed[len(tt.routes)-1-i] = r
 			}
-			again, err := Build(reversed, testOptions)
+			again, err := Build(reversed, opts)
 			if err != nil {
 				t.Fatalf("Build reversed: %v", err)
 			}
@@ -163,6 +178,14 @@ func TestBuildValidation(t *testing.T) {
 		{name: "missing paused", routes: nil, opts: &Options{FallbackURL: "http://f:1"}, want: "option PausedURL: empty URL"},
 		{name: "bad fallback", routes: nil, opts: &Options{FallbackURL: "fallback", PausedURL: "http://p:1"}, want: "option FallbackURL"},
 		{name: "bad entry point", routes: nil, opts: &Options{EntryPoints: []string{"web@x"}, FallbackURL: "http://f:1", PausedURL: "http://p:1"}, want: "bad entry point name"},
+		{name: "object store without URL", opts: &Options{FallbackURL: "http://f:1", PausedURL: "http://p:1", ObjectStoreHost: "s3.example.com"}, want: "option ObjectStoreURL: empty URL"},
+		{name: "object store bad URL", opts: &Options{FallbackURL: "http://f:1", PausedURL: "http://p:1", ObjectStoreURL: "http://s3:9000/bucket", ObjectStoreHost: "s3.example.com"}, want: "option ObjectStoreURL"},
+		{name: "object store without host", opts: &Options{FallbackURL: "http://f:1", PausedURL: "http://p:1", ObjectStoreURL: "http://s3:9000"}, want: "option ObjectStoreHost: empty host"},
+		{name: "object store host injection", opts: &Options{FallbackURL: "http://f:1", PausedURL: "http://p:1", ObjectStoreURL: "http://s3:9000", ObjectStoreHost: "s3`) || Host(`evil.com"}, want: "option ObjectStoreHost"},
+		{name: "object store bucket injection", opts: &Options{FallbackURL: "http://f:1", PausedURL: "http://p:1", ObjectStoreURL: "http://s3:9000", ObjectStoreHost: "localhost", ObjectStoreBucket: "a`) || PathPrefix(`/"}, want: "is not an S3 bucket name"},
+		{name: "object store bucket uppercase", opts: &Options{FallbackURL: "http://f:1", PausedURL: "http://p:1", ObjectStoreURL: "http://s3:9000", ObjectStoreHost: "localhost", ObjectStoreBucket: "Atende"}, want: "is not an S3 bucket name"},
+		{name: "tenant on the object store host", routes: []Route{live("acme", "t1", "S3.example.com", "http://127.0.0.1:1")},
+			opts: &Options{FallbackURL: "http://f:1", PausedURL: "http://p:1", ObjectStoreURL: "http://s3:9000", ObjectStoreHost: "s3.example.com"}, want: `host "s3.example.com" already used by route "object store"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

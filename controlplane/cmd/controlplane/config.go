@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"atende/cell"
+	"atende/controlplane/docker"
 	"atende/traefik"
 )
 
@@ -34,6 +35,8 @@ const (
 	envS3Region         = "ATENDE_S3_REGION"
 	envS3Addr           = "ATENDE_S3_ADDR"
 	envCellBin          = "ATENDE_CELL_BIN"
+	envDriver           = "ATENDE_DRIVER"
+	envCellImage        = "ATENDE_CELL_IMAGE"
 	envCellPresignTTL   = "ATENDE_CELL_PRESIGN_TTL"
 	envSeedDev          = "ATENDE_SEED_DEV"
 	envDeleteGrace      = "ATENDE_DELETE_GRACE"
@@ -54,6 +57,10 @@ type config struct {
 	SeedDev                                                                            bool
 	LogLevel                                                                           slog.Level
 	LogLevelName                                                                       string
+
+	// Driver runs cells: driverProcess (child processes) or driverDocker (containers from
+	// CellImage through the local Docker engine; see driver.go).
+	Driver, CellImage string
 }
 
 // loadConfig reads the configuration from flags (args) over environment variables (getenv) over
@@ -81,6 +88,8 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.S3Region, "s3-region", env(envS3Region, "us-east-1"), "S3 region ("+envS3Region+")")
 	fs.StringVar(&c.S3Addr, "s3-addr", env(envS3Addr, "127.0.0.1:0"), "embedded versitygw listen address ("+envS3Addr+")")
 	fs.StringVar(&c.CellBin, "cell-bin", env(envCellBin, ""), "cell executable; default the `cell` file next to this one ("+envCellBin+")")
+	fs.StringVar(&c.Driver, "driver", env(envDriver, driverProcess), "cell driver: process or docker ("+envDriver+")")
+	fs.StringVar(&c.CellImage, "cell-image", env(envCellImage, docker.DefaultImage), "cell image of the docker driver, built by `make images` ("+envCellImage+")")
 	fs.StringVar(&ttl, "cell-presign-ttl", env(envCellPresignTTL, "5m"), "lifetime of presigned attachment URLs, at most 5m ("+envCellPresignTTL+")")
 	fs.StringVar(&grace, "delete-grace", env(envDeleteGrace, "10m"), "grace period before a deleted tenant is torn down ("+envDeleteGrace+")")
 	fs.StringVar(&seed, "seed-dev", env(envSeedDev, "true"), "seed the dev tenant ("+envSeedDev+")")
@@ -136,8 +145,17 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if abs, err := filepath.Abs(c.CellBin); err == nil {
 		c.CellBin = abs
 	}
-	if fi, err := os.Stat(c.CellBin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		errs = append(errs, fmt.Errorf("%s: no cell executable at %s (run `make build` or set %s)", envCellBin, c.CellBin, envCellBin))
+	switch c.Driver {
+	case driverProcess:
+		if fi, err := os.Stat(c.CellBin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			errs = append(errs, fmt.Errorf("%s: no cell executable at %s (run `make build` or set %s)", envCellBin, c.CellBin, envCellBin))
+		}
+	case driverDocker:
+		if c.CellImage == "" {
+			errs = append(errs, fmt.Errorf("%s must not be empty with %s=%s", envCellImage, envDriver, driverDocker))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("%s: %q must be %s or %s", envDriver, c.Driver, driverProcess, driverDocker))
 	}
 	if abs, err := filepath.Abs(c.DataDir); err == nil {
 		c.DataDir = abs

@@ -1,6 +1,7 @@
 // Command controlplane runs Atende's control plane. In local mode (the default) it is the whole
 // platform in one process tree: an embedded FerretDB (MongoDB protocol) and versitygw (S3), the
-// tenant registry, the supervisor with the process driver (one cell process per tenant), the
+// tenant registry, the supervisor with the process driver (one cell process per tenant; with
+// ATENDE_DRIVER=docker one container per tenant, see driver.go), the
 // super-admin API, and the dev edge router that sends http://<key>.<domain>:<port> to the
 // tenant's cell. Configuration comes from ATENDE_* environment variables and flags (see
 // config.go). It prints "atende: ready" on stdout once everything serves, and stops everything on
@@ -18,10 +19,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -77,6 +80,18 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 		return err
 	}
 
+	// Cell driver, when it is docker: it decides where embedded services listen (cells in
+	// containers cannot reach this host's loopback).
+	var driver cellDriver
+	if cfg.Driver == driverDocker {
+		dd, closeDocker, err := openDockerDriver(ctx, &cfg, log.With("component", "docker"))
+		if err != nil {
+			return err
+		}
+		closers = append(closers, closeDocker)
+		driver = dd
+	}
+
 	// Database server.
 	mongoURI := cfg.MongoURI
 	if mongoURI == "" {
@@ -93,6 +108,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 
 	// Object store.
 	s3Endpoint, s3Access, s3Secret := cfg.S3Endpoint, cfg.S3AccessKey, cfg.S3SecretKey
+	var objectIAM supervisor.ObjectStoreIAM // per-tenant credentials; only for the embedded gateway
 	if s3Endpoint == "" {
 		creds, err := loadOrCreateS3Credentials(filepath.Join(cfg.DataDir, s3CredentialsFile))
 		if err != nil {
@@ -104,11 +120,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 		}
 		closers = append(closers, srv.Close)
 		s3Endpoint, s3Access, s3Secret = srv.Endpoint(), creds.AccessKey, creds.SecretKey
+		objectIAM = srv.TenantAccess(cfg.S3Bucket)
 		log.Info("embedded S3 started", "endpoint", s3Endpoint)
-	}
-	s3Public := cfg.S3PublicEndpoint
-	if s3Public == "" {
-		s3Public = s3Endpoint
 	}
 
 	// Listeners first: the edge's concrete port is part of tenant URLs and CORS origins.
@@ -126,6 +139,19 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 	publicPort := cfg.PublicURLPort
 	if publicPort == 0 {
 		publicPort = edgePort
+	}
+	edgeURL := "http://" + hostPort(cfg.Domain, publicPort)
+	// Browsers reach the object store through the edge (or Traefik), which adds nosniff: by
+	// default at the bare domain under the bucket's path, which every HTTP client resolves.
+	s3Public := cfg.S3PublicEndpoint
+	if s3Public == "" {
+		s3Public = edgeURL
+	}
+	var store3 edge.ObjectStore
+	if host, bucket, ok := objectStoreRoute(s3Public, cfg.Domain, cfg.S3Bucket); ok {
+		store3 = edge.ObjectStore{Backend: s3Endpoint, Host: host, Bucket: bucket}
+	} else {
+		log.Warn("the public S3 endpoint is not on the platform's domain: attachment downloads lack nosniff unless its server adds it", "endpoint", s3Public)
 	}
 
 	s3c := s3bucket.NewClient(s3Endpoint, cfg.S3Region, s3Access, s3Secret)
@@ -148,18 +174,20 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 		S3AccessKey: s3Access, S3SecretKey: s3Secret, ControlPlaneKey: key.Public().(ed25519.PublicKey),
 		PresignTTL: cfg.CellPresignTTL, CellLogLevel: cfg.LogLevelName,
 	}
-	edgeURL := "http://" + hostPort(cfg.Domain, publicPort)
 	pageData := templates.Data{Title: "Atende", Domain: cfg.Domain, EdgeURL: edgeURL}
 	notFound := templates.PlatformHandler("notfound.html", http.StatusNotFound, "not_found", "tenant not found", pageData)
 	paused := templates.PlatformHandler("paused.html", http.StatusGone, "suspended", "this tenant is suspended", pageData)
 	landing := templates.PlatformHandler("landing.html", http.StatusOK, "not_found", "no tenant on this host", pageData)
 	router := edge.New(edge.Options{Domain: cfg.Domain, Landing: landing,
-		NotFound: notFound, Paused: paused, Logger: log.With("component", "edge")})
+		NotFound: notFound, Paused: paused, Logger: log.With("component", "edge"), ObjectStore: store3})
 
 	// Traefik's fallback and paused services point at the edge router, which answers the
 	// landing, not-found and paused pages by Host (traefik.Build accepts base URLs only).
 	edgeBase := "http://" + edgeLn.Addr().String()
 	traefikOpts := traefik.Options{EntryPoints: []string{"web"}, FallbackURL: edgeBase, PausedURL: edgeBase}
+	if store3.Backend != "" {
+		traefikOpts.ObjectStoreURL, traefikOpts.ObjectStoreHost, traefikOpts.ObjectStoreBucket = store3.Backend, store3.Host, store3.Bucket
+	}
 	traefikFile := filepath.Join(cfg.DataDir, "traefik", "dynamic.yml")
 	publish := func(routes []traefik.Route) error {
 		router.SetRoutes(routes)
@@ -171,12 +199,15 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 	}
 
 	var sup *supervisor.Supervisor
-	driver, err := process.New(process.Options{
-		Binary: cfg.CellBin, Dir: filepath.Join(cfg.DataDir, "cells"), Logger: log.With("component", "process"),
-		OnAddressChange: func(tenantID, addr string) { sup.CellAddressChanged(tenantID, addr) },
-	})
-	if err != nil {
-		return err
+	if driver == nil {
+		pd, err := process.New(process.Options{
+			Binary: cfg.CellBin, Dir: filepath.Join(cfg.DataDir, "cells"), Logger: log.With("component", "process"),
+			OnAddressChange: func(tenantID, addr string) { sup.CellAddressChanged(tenantID, addr) },
+		})
+		if err != nil {
+			return err
+		}
+		driver = pd
 	}
 	sup, err = supervisor.New(supervisor.Options{
 		Store: store, Driver: driver, Platform: platform, OnRoutes: publish, DeleteGrace: cfg.DeleteGrace,
@@ -184,7 +215,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 			mongodb.TenantDatabases{Client: store.Client()},
 			s3bucket.TenantPrefixes{Client: s3c, Bucket: cfg.S3Bucket},
 		},
-		Logger: log.With("component", "supervisor"),
+		ObjectStoreIAM: objectIAM,
+		Logger:         log.With("component", "supervisor"),
 	})
 	if err != nil {
 		return err
@@ -343,6 +375,25 @@ func hostPort(host string, port int) string {
 		return host
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// objectStoreRoute decides how the edge and Traefik serve the public S3 endpoint publicURL: on
+// the bare domain only the bucket's path (bucket returned), on a subdomain of domain the whole
+// host (bucket empty). ok is false for an endpoint elsewhere (or unparsable), which neither
+// serves.
+func objectStoreRoute(publicURL, domain, s3Bucket string) (host, bucket string, ok bool) {
+	u, err := url.Parse(publicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || (u.Path != "" && u.Path != "/") {
+		return "", "", false
+	}
+	host = strings.ToLower(u.Hostname())
+	switch {
+	case host == domain:
+		return host, s3Bucket, true
+	case strings.HasSuffix(host, "."+domain) && traefik.CheckHost(host) == nil:
+		return host, "", true
+	}
+	return "", "", false
 }
 
 // corsOrigins returns the origin patterns of tenant hosts allowed to use presigned URLs from a

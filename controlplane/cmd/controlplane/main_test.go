@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +17,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"atende/cell"
+	"atende/controlplane"
+	"atende/controlplane/s3bucket"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -46,6 +55,13 @@ func TestLoadConfig(t *testing.T) {
 			envCellPresignTTL: "10m", envSeedDev: "maybe", envLogLevel: "loud", envS3Endpoint: "http://s3"},
 			errs: []string{envAPIAddr, envDomain, envPublicURLPort, envCellPresignTTL, envSeedDev, envLogLevel, envS3AccessKey}},
 		{name: "missing cell binary", env: map[string]string{envCellBin: filepath.Join(t.TempDir(), "nope")}, errs: []string{"no cell executable"}},
+		{name: "docker driver needs no cell binary", env: map[string]string{envCellBin: filepath.Join(t.TempDir(), "nope"), envDriver: "docker"},
+			check: func(t *testing.T, c config) {
+				if c.Driver != driverDocker || c.CellImage != "atende/cell:dev" {
+					t.Fatalf("%+v", c)
+				}
+			}},
+		{name: "unknown driver", env: map[string]string{envCellBin: exe, envDriver: "kubernetes"}, errs: []string{envDriver}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := loadConfig(tc.args, func(k string) string { return tc.env[k] })
@@ -76,6 +92,98 @@ func TestCORSOrigins(t *testing.T) {
 	} {
 		if got := corsOrigins("localhost", tc.port); !slices.Equal(got, tc.want) {
 			t.Errorf("port %d: %v, want %v", tc.port, got, tc.want)
+		}
+	}
+}
+
+func TestObjectStoreRoute(t *testing.T) {
+	for _, tc := range []struct {
+		public, host, bucket string
+		ok                   bool
+	}{
+		{"http://localhost:8080", "localhost", "atende", true},
+		{"http://LOCALHOST", "localhost", "atende", true},
+		{"https://s3.chat.example.com", "", "", false},
+		{"http://s3.localhost:8080", "s3.localhost", "", true},
+		{"http://127.0.0.1:9000", "", "", false},
+		{"http://evil-localhost:8080", "", "", false},
+		{"http://localhost:8080/prefix", "", "", false},
+		{"ftp://localhost", "", "", false},
+	} {
+		host, bucket, ok := objectStoreRoute(tc.public, "localhost", "atende")
+		if host != tc.host || bucket != tc.bucket || ok != tc.ok {
+			t.Errorf("%s: %q %q %v, want %q %q %v", tc.public, host, bucket, ok, tc.host, tc.bucket, tc.ok)
+		}
+	}
+	if host, bucket, ok := objectStoreRoute("https://s3.chat.example.com", "chat.example.com", "atende"); host != "s3.chat.example.com" || bucket != "" || !ok {
+		t.Errorf("production endpoint: %q %q %v", host, bucket, ok)
+	}
+}
+
+// checkCellObjectStore checks, on a running local stack, that the cell with pid was started
+// with its tenant's own S3 credentials (not the root's, which are in the data dir) and a public
+// S3 endpoint on the edge, and that a presigned PUT and GET through that endpoint work and carry
+// nosniff.
+func checkCellObjectStore(t *testing.T, data string, pid, edgePort int) {
+	t.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatalf("cell environment: %v", err)
+	}
+	env := map[string]string{}
+	for _, kv := range strings.Split(string(raw), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	var root s3Credentials
+	if b, err := os.ReadFile(filepath.Join(data, s3CredentialsFile)); err != nil || json.Unmarshal(b, &root) != nil {
+		t.Fatalf("root credentials: %v", err)
+	}
+	access, secret, tenantID := env[cell.EnvS3AccessKey], env[cell.EnvS3SecretKey], env[cell.EnvTenantID]
+	if access != "tenant-"+tenantID || access == root.AccessKey || secret == "" || secret == root.SecretKey {
+		t.Fatalf("the cell of tenant %s got S3 credentials %q, want its own", tenantID, access)
+	}
+	public := fmt.Sprintf("http://localhost:%d", edgePort)
+	if env[cell.EnvS3PublicEndpoint] != public {
+		t.Fatalf("public S3 endpoint %q, want the edge %s", env[cell.EnvS3PublicEndpoint], public)
+	}
+	ctx := context.Background()
+	pre := s3.NewPresignClient(s3bucket.NewClient(public, env[cell.EnvS3Region], access, secret))
+	key := controlplane.S3Prefix(tenantID) + "c/probe/1"
+	body := []byte("\x89PNG\r\n\x1a\nprobe")
+	put, err := pre.PresignPutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(env[cell.EnvS3Bucket]), Key: aws.String(key),
+		ContentType: aws.String("image/png"), ContentLength: aws.Int64(int64(len(body))), IfNoneMatch: aws.String("*")}, s3.WithPresignExpires(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	get, err := pre.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(env[cell.EnvS3Bucket]), Key: aws.String(key),
+		ResponseContentDisposition: aws.String(`attachment; filename="probe.png"`)}, s3.WithPresignExpires(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct {
+		method, url string
+		header      http.Header
+		body        []byte
+	}{{http.MethodPut, put.URL, put.SignedHeader, body}, {http.MethodGet, get.URL, nil, nil}} {
+		req, _ := http.NewRequest(r.method, r.url, bytes.NewReader(r.body))
+		for k, vs := range r.header {
+			if k != "Host" && k != "Content-Length" {
+				req.Header[k] = vs
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Fatalf("%s through the edge: %d %s, nosniff %q", r.method, resp.StatusCode, got, resp.Header.Get("X-Content-Type-Options"))
+		}
+		if r.method == http.MethodGet && (!bytes.Equal(got, body) || resp.Header.Get("Content-Disposition") != `attachment; filename="probe.png"`) {
+			t.Fatalf("GET through the edge: %q, disposition %q", got, resp.Header.Get("Content-Disposition"))
 		}
 	}
 }
@@ -166,9 +274,11 @@ func TestLocalMode(t *testing.T) {
 	if _, err := fmt.Sscan(string(body), &pid); resp.StatusCode != 200 || err != nil {
 		t.Fatalf("dev host: %d %s", resp.StatusCode, body)
 	}
-	if yml, err := os.ReadFile(filepath.Join(data, "traefik", "dynamic.yml")); err != nil || !strings.Contains(string(yml), "Host(`dev.localhost`)") {
+	if yml, err := os.ReadFile(filepath.Join(data, "traefik", "dynamic.yml")); err != nil || !strings.Contains(string(yml), "Host(`dev.localhost`)") ||
+		!strings.Contains(string(yml), "X-Content-Type-Options: nosniff") {
 		t.Fatalf("traefik config: %v\n%s", err, yml)
 	}
+	checkCellObjectStore(t, data, pid, edgePort)
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
