@@ -186,6 +186,22 @@ var Plans = map[string]Limits{
 	PlanEnterprise: {MaxAgents: 0, MaxConcurrentChats: 0, MaxUploadBytes: 100 << 20},
 }
 
+// PlanRates maps every plan name to its tenant-wide request budgets per minute (enforced by the
+// cell on top of its per-address limits; zero is unlimited). An unknown plan gets the free one's.
+var PlanRates = map[string]cell.TenantRates{
+	PlanFree:       {Logins: 300, VisitorSessions: 600, ChatCreates: 300, Uploads: 300, Messages: 6000},
+	PlanPro:        {Logins: 3000, VisitorSessions: 6000, ChatCreates: 3000, Uploads: 3000, Messages: 60000},
+	PlanEnterprise: {},
+}
+
+// RatesOf returns the request budgets of plan.
+func RatesOf(plan string) cell.TenantRates {
+	if r, ok := PlanRates[plan]; ok {
+		return r
+	}
+	return PlanRates[PlanFree]
+}
+
 // DatabaseName returns the name of a tenant's database: "t_<tenantId>".
 func DatabaseName(tenantID string) string { return "t_" + tenantID }
 

@@ -14,8 +14,10 @@ import (
 // productRoutes registers the chat-product endpoints beyond the skeleton: transfer, labels,
 // read receipts, CSAT, transcript, notes, queue position, availability and the offline form,
 // settings, departments, canned responses, reports and the webhook delivery log.
-func (s *Server) productRoutes(api, authed fiber.Router) {
-	api.Get("/availability", s.availability)
+//
+// GET /api/availability is public and registered in routes, before the authenticated group
+// (a Fiber group's middleware applies to every route registered under its prefix afterwards).
+func (s *Server) productRoutes(authed fiber.Router) {
 	authed.Post("/chat/:id/transfer", s.transfer)
 	authed.Put("/chats/:id/labels", s.setLabels)
 	authed.Post("/chats/:id/read", s.markRead)

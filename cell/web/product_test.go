@@ -346,12 +346,22 @@ func TestAutoRoutingAssignsTheLeastBusyOnlineAgent(t *testing.T) {
 	if st := tc.do("PUT", "/api/settings", admin, map[string]any{"routing": "auto", "defaultCapacity": 2}, nil); st != 200 {
 		t.Fatalf("settings: %d", st)
 	}
+	var av service.Availability
+	if st := tc.do("GET", "/api/availability", "", nil, &av); st != 200 || av.Online || !av.AcceptsChats || av.AgentsOnline != 0 {
+		t.Fatalf("anonymous availability with nobody online: %d %+v, want 200 offline (chats still accepted)", st, av)
+	}
 	a, aTok := tc.newAgent(t, admin, "ann", nil, 0)
 	b, bTok := tc.newAgent(t, admin, "bob", nil, 0)
 	_, _ = tc.newAgent(t, admin, "off", nil, 0) // never connects: offline
 	aWS, _ := tc.dial(t, aTok, "")
 	bWS, _ := tc.dial(t, bTok, "")
 	_, _ = aWS, bWS
+	for end := time.Now().Add(5 * time.Second); av.AgentsOnline != 2 && time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		tc.do("GET", "/api/availability", "", nil, &av)
+	}
+	if !av.Online || av.AgentsOnline != 2 {
+		t.Fatalf("availability with two agents connected: %+v", av)
+	}
 	ids := make([]string, 5)
 	for i := range ids {
 		_, c := tc.newVisitorChat(fmt.Sprint("auto ", i))

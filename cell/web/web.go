@@ -136,6 +136,7 @@ func (s *Server) routes() {
 	api.Post("/auth/refresh", rateLimit(LimitLoginIP), s.refresh)
 	api.Post("/visitor/session", rateLimit(LimitVisitorSession), s.budget("visitor-sessions"), s.visitorSession)
 	api.Get("/settings/public", s.publicSettings)
+	api.Get("/availability", s.availability)
 
 	authed := api.Group("", s.authenticate)
 	authed.Post("/auth/logout", s.logout)
@@ -157,7 +158,7 @@ func (s *Server) routes() {
 	authed.Patch("/agents/:id", s.updateAgent)
 	authed.Post("/auth/password", rateLimit(LimitLoginIP), s.changePassword)
 	authed.Get("/audit", s.auditLog)
-	s.productRoutes(api, authed)
+	s.productRoutes(authed)
 
 	a.Get("/ws", s.upgrade, s.websocket())
 }

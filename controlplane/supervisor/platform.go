@@ -68,6 +68,7 @@ func (p Platform) CellConfig(t *controlplane.Tenant) cell.Config {
 		SigningKeyID: t.Secrets.SigningKeyID, PreviousKeys: t.Secrets.PreviousKeys, ControlPlaneKey: p.ControlPlaneKey,
 		BootstrapUsers: t.Secrets.BootstrapUsers, PresignTTL: p.PresignTTL,
 		MaxUploadBytes: t.Limits.MaxUploadBytes, MaxAgents: t.Limits.MaxAgents, LogLevel: strings.ToLower(p.CellLogLevel),
+		MaxOpenChats: t.Limits.MaxConcurrentChats, TenantRates: controlplane.RatesOf(t.Plan),
 	}
 	if len(t.Secrets.SigningKeySeed) == ed25519.SeedSize {
 		cfg.SigningKey = ed25519.NewKeyFromSeed(t.Secrets.SigningKeySeed)
