@@ -92,8 +92,13 @@ func hasMessage(container, text string) string {
 	return fmt.Sprintf(`Array.from(%s.querySelectorAll('[data-testid=message-body]')).some(e => e.textContent.trim() === %q)`, q(container), text)
 }
 
-// TestBrowserSmoke drives the real widget and console in headless Chromium: the widget sends a
-// message, the console shows it, the agent accepts and replies, the widget shows the reply.
+// shown is a JS expression: the element with testid exists and is not hidden.
+func shown(testid string) string { return fmt.Sprintf(`(%s && !%s.hidden)`, q(testid), q(testid)) }
+
+// TestBrowserSmoke drives the real widget and console in headless Chromium: with no agent online
+// the widget shows the offline form, the visitor chats anyway and sees their place in the queue,
+// the console shows the message, the agent accepts and replies, the widget shows the reply; a
+// private note stays in the console; once resolved, the visitor rates the chat.
 func TestBrowserSmoke(t *testing.T) {
 	s := startStack(t, "ATENDE_SEED_DEV=false")
 	acme, _ := s.createTenant("acme")
@@ -112,12 +117,18 @@ func TestBrowserSmoke(t *testing.T) {
 	widget := &page{t: t, ctx: ctx}
 	widget.navigate(base + "/widget-demo")
 	widget.click("widget-launcher")
+	// Nobody is logged in to the console yet: the offline form, with the reason; a chat may still
+	// start (the tenant does not require an online agent by default).
+	widget.waitJS("the offline form", shown("widget-offline")+` && `+q("widget-offline-reason")+`.textContent.includes('no agent is online')`)
+	widget.click("widget-chat-anyway")
+	widget.waitJS("the chat composer", `!`+shown("widget-offline")+` && !`+q("widget-input")+`.closest('form').hidden`)
 	if widget.truthy(q("widget-name")) {
 		widget.fill("widget-name", "Browser Visitor")
 	}
 	widget.fill("widget-input", "Hello from the widget")
 	widget.click("widget-send")
 	widget.waitJS("widget shows its own message", hasMessage("widget-messages", "Hello from the widget"))
+	widget.waitJS("widget shows its place in the queue", shown("widget-queue")+` && `+q("widget-queue")+`.textContent.includes('next in the queue')`)
 
 	consoleCtx, cancelConsole := chromedp.NewContext(browser)
 	defer cancelConsole()
@@ -134,4 +145,21 @@ func TestBrowserSmoke(t *testing.T) {
 	console.waitJS("console shows the reply", hasMessage("chat-messages", "Hi! An agent here."))
 
 	widget.waitJS("widget shows the agent's reply", hasMessage("widget-messages", "Hi! An agent here."))
+
+	// A private note: shown (as a note) in the console, never sent to the widget.
+	console.click("note-mode")
+	console.fill("chat-input", "Only agents read this")
+	console.click("chat-send")
+	console.waitJS("console shows the note", q("chat-messages")+`.querySelector('[data-testid=note]') && `+hasMessage("chat-messages", "Only agents read this"))
+
+	// Resolved: the widget asks for a rating, which the console then shows.
+	console.click("resolve")
+	widget.waitJS("the rating prompt", shown("widget-csat")+` && `+shown("widget-transcript"))
+	widget.click("widget-csat-5")
+	widget.click("widget-csat-send")
+	widget.waitJS("thanks for the rating", shown("widget-csat-thanks"))
+	console.waitJS("console shows the rating", q("chat-status")+`.textContent.includes('Rated 5/5')`)
+	if widget.truthy(hasMessage("widget-messages", "Only agents read this")) {
+		t.Fatal("the widget shows a private note")
+	}
 }

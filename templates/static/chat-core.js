@@ -3,7 +3,8 @@
  * The realtime socket (ticket, connect, reconnect with backoff, ping, request/reply by ref), the
  * outbox of messages being sent (clientMsgId, resend after a reconnect, settle on ack), the
  * seq-ordered message log and its DOM view, typing and read notifications, attachment upload and
- * a few DOM helpers. The admin page uses the DOM helpers too.
+ * a few DOM helpers. The admin page uses the DOM helpers too. Staff notes (private messages) travel
+ * through the same outbox and view, flagged private: they have their own seq stream per chat.
  *
  * This file declares exactly one name, AtendeCore, and touches neither the DOM nor the network until
  * one of its functions is called. The console and admin pages load it as /static/chat-core.js, so
@@ -347,7 +348,7 @@ var AtendeCore = (function () {
       id: ack.messageId, chatId: p.chatId, seq: ack.seq, clientMsgId: p.clientMsgId,
       from: from, body: p.body,
       attachment: a ? { id: a.id, filename: a.filename, contentType: a.contentType, size: a.size } : undefined,
-      createdAt: new Date().toISOString(), synthetic: true
+      createdAt: new Date().toISOString(), synthetic: true, private: !!p.private
     };
   }
 
@@ -356,7 +357,8 @@ var AtendeCore = (function () {
   /*
    * createMessageView draws messages into o.list, keeping them in seq order. o.skin names the CSS
    * classes: msg, mine, theirs, pending, failed, meta, body, attachment, button (the attachment
-   * button) and retry (the Retry button). o.isMine(m) tells whether m is the user's own,
+   * button), retry (the Retry button) and, optional, note (a private note: data-testid "note",
+   * its own seq in data-note-seq, placed by the seq the caller gives it). o.isMine(m) tells whether m is the user's own,
    * o.author(m, mine) gives the name shown above it, o.link(attachmentId) resolves to a
    * short-lived URL of an attachment and o.report(text) shows an error. o.lazyImages loads
    * thumbnails lazily.
@@ -369,10 +371,14 @@ var AtendeCore = (function () {
 
     function message(m) {
       var mine = !!o.isMine(m);
-      var d = testid(node('div', skin.msg + ' ' + (mine ? skin.mine : skin.theirs)), 'message');
+      var d = testid(node('div', skin.msg + ' ' + (mine ? skin.mine : skin.theirs)), m.private ? 'note' : 'message');
       d.setAttribute('data-seq', String(m.seq));
       d.setAttribute('data-role', (m.from && m.from.role) || '');
-      d.appendChild(node('div', skin.meta, o.author(m, mine) + ' · ' + timeOf(m.createdAt)));
+      if (m.private) {
+        d.classList.add(skin.note || 'note');
+        d.setAttribute('data-note-seq', String(m.noteSeq || m.seq));
+      }
+      d.appendChild(node('div', skin.meta, (m.private ? 'Note · ' : '') + o.author(m, mine) + ' · ' + timeOf(m.createdAt)));
       d.appendChild(testid(node('div', skin.body, m.body || ''), 'message-body'));
       if (m.attachment) { d.appendChild(attachment(m.attachment)); }
       return d;
@@ -381,6 +387,7 @@ var AtendeCore = (function () {
     /* pending builds the element of a message still being sent and sets p.el and p.metaEl. */
     function pending(p) {
       var d = testid(node('div', skin.msg + ' ' + skin.mine + ' ' + skin.pending), 'message-pending');
+      if (p.private) { d.classList.add(skin.note || 'note'); }
       d.setAttribute('data-client-msg-id', p.clientMsgId);
       p.metaEl = node('div', skin.meta, 'Sending…');
       d.appendChild(p.metaEl);
@@ -482,7 +489,8 @@ var AtendeCore = (function () {
    * createMessageView); joined(p), whether p's chat is joined on the current socket generation;
    * acked(p, ack) when an ack with a seq settles p; and, optional, mayGo(p) (false: leave p alone),
    * elsewhere(p) when p cannot go over the socket (return true when it took p, e.g. over HTTP;
-   * otherwise p waits for the connection) and canRetry(p) (false: no Retry button).
+   * otherwise p waits for the connection) and canRetry(p) (false: no Retry button). A send added
+   * with priv set is a staff note: its frame carries "private": true.
    */
   function createOutbox(o) {
     var sock = o.socket;
@@ -490,13 +498,14 @@ var AtendeCore = (function () {
     var retrySelector = '.' + skin.retry.split(' ').join('.');
     var pending = new Map();
 
-    /* add records a new send (sending state, no element yet) and returns it. */
-    function add(chatId, body, attachment, clientMsgId) {
+    /* add records a new send (sending state, no element yet) and returns it; priv makes it a note. */
+    function add(chatId, body, attachment, clientMsgId, priv) {
       var p = {
         clientMsgId: clientMsgId || uuid(),
         chatId: chatId,
         body: body,
         attachment: attachment || null,
+        private: !!priv,
         ref: null,
         timer: null,
         gen: 0,
@@ -547,6 +556,7 @@ var AtendeCore = (function () {
         p.ref = sock.nextRef();
         var frame = { type: 'send-message', chatId: p.chatId, body: p.body, clientMsgId: p.clientMsgId, ref: p.ref };
         if (p.attachment) { frame.attachmentId = p.attachment.id; }
+        if (p.private) { frame.private = true; }
         if (sock.send(frame)) {
           p.state = 'sending';
           p.gen = sock.generation();
@@ -623,8 +633,10 @@ var AtendeCore = (function () {
   /*
    * routeFrame hands a frame from the socket to h: "message" frames to h.message(f), "ack" and
    * "error" frames to h.outbox (see createOutbox), "typing" frames for which h.typingFrom(f) holds
-   * (the other side of the chat shown) to h.typing (see typingIndicator), and chat events
-   * (chat.queued, chat.accepted, chat.transferred, chat.resolved, with the chat) to h.chat(f).
+   * (the other side of the chat shown) to h.typing (see typingIndicator), chat events
+   * (chat.queued, chat.accepted, chat.transferred, chat.resolved, chat.abandoned, chat.reopened,
+   * chat.updated, with the chat) to h.chat(f), and every other frame ("note", "queue.position",
+   * "chat.left", "presence", "read", ...) to h.other(f) when given.
    */
   function routeFrame(f, h) {
     switch (f.type) {
@@ -637,42 +649,57 @@ var AtendeCore = (function () {
         break;
       case 'typing':
         if (f.from && h.typingFrom(f)) {
-          if (f.state === 'on') { h.typing.show(f.from.name); } else { h.typing.hide(); }
+          if (f.state === 'on') { h.typing.show(f.from.name, !!f.private); } else { h.typing.hide(); }
         }
         break;
       case 'chat.queued':
       case 'chat.accepted':
       case 'chat.transferred':
       case 'chat.resolved':
+      case 'chat.abandoned':
+      case 'chat.reopened':
+      case 'chat.updated':
         if (f.chat) { h.chat(f); }
         break;
       default:
+        if (h.other) { h.other(f); }
         break;
     }
   }
 
   // ---------------------------------------------------------------- typing and read
 
-  /* typingSender sends "typing" on/off frames: input(chatId, text) on every keystroke (off once
-     the text is empty or after 3 s without input), stop() when the user leaves the field. */
+  /* typingSender sends "typing" on/off frames: input(chatId, text, priv) on every keystroke (off
+     once the text is empty or after 3 s without input; priv: writing a staff note, shown to staff
+     only), stop() when the user leaves the field. */
   function typingSender(sock) {
     var chatId = null;
     var on = false;
+    var priv = false;
     var timer = null;
+
+    function frame(id, state, p) {
+      var f = { type: 'typing', chatId: id, state: state };
+      if (p) { f.private = true; }
+      return f;
+    }
 
     function stop() {
       clearTimeout(timer);
-      if (on && chatId) { sock.send({ type: 'typing', chatId: chatId, state: 'off' }); }
+      if (on && chatId) { sock.send(frame(chatId, 'off', priv)); }
       on = false;
       chatId = null;
+      priv = false;
     }
 
-    function input(id, text) {
+    function input(id, text, p) {
+      p = !!p;
       if (!text.trim()) { stop(); return; }
-      if (!on || chatId !== id) {
+      if (!on || chatId !== id || priv !== p) {
         stop();
         chatId = id;
-        on = sock.send({ type: 'typing', chatId: id, state: 'on' });
+        priv = p;
+        on = sock.send(frame(id, 'on', p));
       }
       clearTimeout(timer);
       timer = setTimeout(stop, TYPING_IDLE_MS);
@@ -681,16 +708,16 @@ var AtendeCore = (function () {
     return { input: input, stop: stop };
   }
 
-  /* typingIndicator shows "<name> is typing…" in el for 8 s at most; someone stands in for a
-     missing name. */
+  /* typingIndicator shows "<name> is typing…" (or "is writing a note…") in el for 8 s at most;
+     someone stands in for a missing name. */
   function typingIndicator(el, someone) {
     var timer = null;
     function hide() {
       clearTimeout(timer);
       el.hidden = true;
     }
-    function show(name) {
-      el.textContent = (name || someone) + ' is typing…';
+    function show(name, note) {
+      el.textContent = (name || someone) + (note ? ' is writing a note…' : ' is typing…');
       el.hidden = false;
       clearTimeout(timer);
       timer = setTimeout(hide, TYPING_SHOW_MS);
@@ -700,12 +727,13 @@ var AtendeCore = (function () {
 
   /* readReporter returns schedule(): shortly after a call it sends a "read" frame up to the
      highest seq held, when current() names a chat ({chatId, log}), the page is visible and the
-     socket is open. */
+     socket is open. It is throttled: at most one frame per 500 ms, however many calls. */
   function readReporter(sock, current) {
     var timer = null;
     return function schedule() {
-      clearTimeout(timer);
+      if (timer) { return; }
       timer = setTimeout(function () {
+        timer = null;
         var c = current();
         if (!c || document.visibilityState !== 'visible' || !sock.isOpen()) { return; }
         if (c.log.maxSeq > c.log.lastRead) {

@@ -8,6 +8,13 @@
  * reach it. The visitor's token, id and open chat are kept in localStorage, keyed by API base.
  * Message text is untrusted: it only ever reaches the DOM through textContent.
  *
+ * Before a chat starts the widget asks GET /api/availability: while no agent is online (or outside
+ * business hours) it shows the offline form (POST /api/offline-messages), and, when the tenant still
+ * takes chats, a "start a chat anyway" button. A queued chat shows its place in the queue
+ * (GET /api/chats/{id}/queue-position, then "queue.position" frames); a resolved one offers a
+ * rating (POST /api/chats/{id}/csat) and the transcript (GET /api/chats/{id}/transcript, saved as
+ * a file). Branding comes from GET /api/settings/public.
+ *
  * This file is not served on its own: it is a function of the chat core (chat-core.js, shared with
  * the console), and /widget.js is chat-core.js and this file joined inside one more function
  * (templates.WidgetScript), so the only global the widget sets on the host page is AtendeWidget.
@@ -104,16 +111,31 @@
     return !!store.visitorToken && (!store.expiresAt || store.expiresAt - Date.now() > 60000);
   }
 
-  async function ensureSession() {
-    if (sessionValid()) { return; }
-    var name = ui.name.value.trim();
-    var r = await api('POST', '/api/visitor/session', name ? { name: name } : {}, { anonymous: true });
+  var sessionPending = null;
+
+  /* ensureSession creates the visitor session unless a valid one exists (one request at a time);
+     who ({name, email}) defaults to the name typed above the composer. probe marks a session made
+     only to ask GET /api/availability: a name typed later replaces it (see startChat). */
+  function ensureSession(who, probe) {
+    if (sessionValid()) { return Promise.resolve(); }
+    if (!sessionPending) {
+      sessionPending = newSession(who || { name: ui.name.value.trim() }, probe).finally(function () { sessionPending = null; });
+    }
+    return sessionPending;
+  }
+
+  async function newSession(who, probe) {
+    var body = {};
+    if (who.name) { body.name = who.name; }
+    if (who.email) { body.email = who.email; }
+    var r = await api('POST', '/api/visitor/session', body, { anonymous: true });
     if (!r || !r.visitorToken) { throw new WidgetError(500, 'internal', 'No visitor session'); }
     store = {
       visitorToken: r.visitorToken,
       visitorId: r.visitorId,
       expiresAt: r.expiresIn ? Date.now() + Number(r.expiresIn) : 0
     };
+    if (probe) { store.probe = true; }
     saveStore();
   }
 
@@ -155,14 +177,30 @@
     '.aw-att img { display: block; max-width: 220px; max-height: 160px; margin-top: 4px; border-radius: 6px; cursor: pointer; }',
     '.aw-typing { padding: 0 14px 4px; font-size: 12px; font-style: italic; color: #687085; }',
     '.aw-error { padding: 6px 14px; font-size: 12px; color: #c62828; background: #fdeaea; }',
-    '.aw-ended { padding: 10px 14px; text-align: center; border-top: 1px solid #e5e7ec; }',
+    '.aw-ended { padding: 10px 14px; text-align: center; border-top: 1px solid #e5e7ec; display: flex; flex-direction: column; gap: 8px; align-items: center; }',
+    '.aw-queue { padding: 6px 14px; font-size: 12px; color: #1d2330; background: #eef3fe; border-bottom: 1px solid #e5e7ec; }',
+    '.aw-offline { flex: 1; overflow-y: auto; padding: 12px 14px; display: flex; flex-direction: column; gap: 8px; }',
+    '.aw-offline p { margin: 0; }',
+    '.aw-offline-form { display: flex; flex-direction: column; gap: 8px; margin: 0; }',
+    '.aw-offline-form textarea { resize: vertical; min-height: 90px; }',
+    '.aw-note { font-size: 12px; color: #c62828; }',
+    '.aw-ok { padding: 8px 10px; border-radius: 8px; background: #e3f4e4; color: #1b5e20; }',
+    '.aw-link { font: inherit; font-size: 13px; background: none; border: none; padding: 2px 0; margin: 0; color: var(--aw-primary, #2f6feb); text-decoration: underline; cursor: pointer; text-transform: none; }',
+    '.aw-link:disabled { opacity: .5; cursor: not-allowed; }',
+    '.aw-csat { display: flex; flex-direction: column; gap: 6px; align-items: center; width: 100%; }',
+    '.aw-csat p { margin: 0; }',
+    '.aw-stars { display: flex; gap: 2px; }',
+    '.aw-star { font: inherit; font-size: 24px; line-height: 1; background: none; border: none; padding: 2px 3px; margin: 0; cursor: pointer; color: #c5cad3; text-transform: none; }',
+    '.aw-star.aw-on { color: #f5a623; }',
+    '.aw-star:focus-visible { outline: 2px solid var(--aw-primary, #2f6feb); border-radius: 4px; }',
+    '.aw-csat textarea { resize: none; height: 52px; }',
     '.aw-form { border-top: 1px solid #e5e7ec; padding: 10px; display: flex; flex-direction: column; gap: 8px; margin: 0; }',
     '.aw-row { display: flex; gap: 6px; align-items: flex-end; }',
-    '.aw-input, .aw-name { font: inherit; color: #1d2330; background: #fff; width: 100%; border: 1px solid #d5d9e0; border-radius: 8px; padding: 7px 9px; margin: 0; }',
+    '.aw-input, .aw-name, .aw-field { font: inherit; color: #1d2330; background: #fff; width: 100%; border: 1px solid #d5d9e0; border-radius: 8px; padding: 7px 9px; margin: 0; }',
     '.aw-input { resize: none; height: 40px; max-height: 120px; }',
-    '.aw-input:focus, .aw-name:focus { outline: 2px solid var(--aw-primary, #2f6feb); outline-offset: 0; }',
-    '.aw-send, .aw-new { font: inherit; cursor: pointer; border: none; border-radius: 8px; padding: 0 14px; height: 40px; margin: 0; background: var(--aw-primary, #2f6feb); color: #fff; text-transform: none; }',
-    '.aw-send:disabled, .aw-input:disabled, .aw-attach.aw-disabled { opacity: .5; cursor: not-allowed; }',
+    '.aw-input:focus, .aw-name:focus, .aw-field:focus { outline: 2px solid var(--aw-primary, #2f6feb); outline-offset: 0; }',
+    '.aw-send, .aw-new, .aw-primary { font: inherit; cursor: pointer; border: none; border-radius: 8px; padding: 0 14px; height: 40px; margin: 0; background: var(--aw-primary, #2f6feb); color: #fff; text-transform: none; }',
+    '.aw-send:disabled, .aw-primary:disabled, .aw-input:disabled, .aw-attach.aw-disabled { opacity: .5; cursor: not-allowed; }',
     '.aw-attach { position: relative; flex: none; width: 40px; height: 40px; border: 1px solid #d5d9e0; border-radius: 8px; display: flex; align-items: center; justify-content: center; cursor: pointer; color: #687085; margin: 0; }',
     '.aw-attach input { position: absolute; inset: 0; width: 100%; height: 100%; opacity: 0; cursor: pointer; margin: 0; }',
     '.aw-sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }'
@@ -190,6 +228,22 @@
     svg.appendChild(path);
     return svg;
   }
+  /* field returns a form control (input type, or 'textarea') labelled by its placeholder. */
+  function field(type, placeholder, id) {
+    var e = testid(node(type === 'textarea' ? 'textarea' : 'input', 'aw-field'), id);
+    if (type !== 'textarea') { e.type = type; }
+    e.placeholder = placeholder;
+    e.setAttribute('aria-label', placeholder);
+    return e;
+  }
+
+  /* button returns a type=button button with class cls, text and data-testid id. */
+  function button(cls, text, id) {
+    var b = testid(node('button', cls, text), id);
+    b.type = 'button';
+    return b;
+  }
+
   var ICON_CHAT = 'M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z';
   var ICON_CLOSE = 'M6 6l12 12M18 6L6 18';
   var ICON_CLIP = 'M21 11.5l-8.6 8.6a5 5 0 0 1-7.1-7.1l8.6-8.6a3.3 3.3 0 0 1 4.7 4.7l-8.6 8.6a1.7 1.7 0 0 1-2.4-2.4l7.9-7.9';
@@ -245,6 +299,38 @@
     head.appendChild(actions);
 
     ui.welcome = node('div', 'aw-welcome', 'Hi! How can we help you today?');
+    ui.queue = testid(node('div', 'aw-queue'), 'widget-queue');
+    ui.queue.hidden = true;
+    ui.queue.setAttribute('role', 'status');
+
+    // The offline form: shown instead of the chat while nobody can answer.
+    ui.offline = testid(node('div', 'aw-offline'), 'widget-offline');
+    ui.offline.hidden = true;
+    ui.offlineReason = testid(node('p', '', ''), 'widget-offline-reason');
+    ui.offlineForm = node('form', 'aw-offline-form');
+    ui.offlineForm.noValidate = true;
+    ui.offlineName = field('text', 'Your name', 'widget-offline-name');
+    ui.offlineName.autocomplete = 'name';
+    ui.offlineName.maxLength = 100;
+    ui.offlineEmail = field('email', 'Your email (so we can answer)', 'widget-offline-email');
+    ui.offlineEmail.autocomplete = 'email';
+    ui.offlineEmail.maxLength = 254;
+    ui.offlineMessage = field('textarea', 'Your message', 'widget-offline-message');
+    ui.offlineMessage.maxLength = 10000;
+    ui.offlineError = testid(node('p', 'aw-note'), 'widget-offline-error');
+    ui.offlineError.hidden = true;
+    ui.offlineError.setAttribute('role', 'alert');
+    ui.offlineSend = testid(node('button', 'aw-primary', 'Send message'), 'widget-offline-send');
+    ui.offlineSend.type = 'submit';
+    [ui.offlineName, ui.offlineEmail, ui.offlineMessage, ui.offlineError, ui.offlineSend].forEach(function (e) { ui.offlineForm.appendChild(e); });
+    ui.offlineSent = testid(node('p', 'aw-ok'), 'widget-offline-sent');
+    ui.offlineSent.hidden = true;
+    ui.offlineSent.setAttribute('role', 'status');
+    ui.chatAnyway = button('aw-link', 'Start a chat anyway', 'widget-chat-anyway');
+    ui.offline.appendChild(ui.offlineReason);
+    ui.offline.appendChild(ui.offlineForm);
+    ui.offline.appendChild(ui.offlineSent);
+    ui.offline.appendChild(ui.chatAnyway);
     ui.messages = testid(node('div', 'aw-messages'), 'widget-messages');
     ui.messages.setAttribute('aria-live', 'polite');
     ui.typing = node('div', 'aw-typing');
@@ -255,8 +341,36 @@
 
     ui.ended = node('div', 'aw-ended');
     ui.ended.hidden = true;
+    // The rating of a resolved chat: five stars and an optional comment.
+    ui.csat = testid(node('div', 'aw-csat'), 'widget-csat');
+    ui.csat.appendChild(node('p', '', 'How would you rate this chat?'));
+    var stars = node('div', 'aw-stars');
+    stars.setAttribute('role', 'group');
+    stars.setAttribute('aria-label', 'Rating');
+    ui.stars = [];
+    for (var n = 1; n <= 5; n += 1) {
+      var star = button('aw-star', '★', 'widget-csat-' + n);
+      star.setAttribute('aria-label', n + ' out of 5');
+      star.setAttribute('aria-pressed', 'false');
+      star.setAttribute('data-score', String(n));
+      ui.stars.push(star);
+      stars.appendChild(star);
+    }
+    ui.csat.appendChild(stars);
+    ui.csatComment = field('textarea', 'Anything to add? (optional)', 'widget-csat-comment');
+    ui.csatComment.maxLength = 1000;
+    ui.csat.appendChild(ui.csatComment);
+    ui.csatSend = button('aw-primary', 'Send rating', 'widget-csat-send');
+    ui.csat.appendChild(ui.csatSend);
+    ui.csatThanks = testid(node('p', 'aw-ok', 'Thanks for your feedback!'), 'widget-csat-thanks');
+    ui.csatThanks.hidden = true;
+    ui.csatThanks.setAttribute('role', 'status');
+    ui.transcript = button('aw-link', 'Download the transcript', 'widget-transcript');
     ui.newChat = testid(node('button', 'aw-new', 'Start a new chat'), 'widget-new-chat');
     ui.newChat.type = 'button';
+    ui.ended.appendChild(ui.csat);
+    ui.ended.appendChild(ui.csatThanks);
+    ui.ended.appendChild(ui.transcript);
     ui.ended.appendChild(ui.newChat);
 
     ui.form = node('form', 'aw-form');
@@ -287,6 +401,8 @@
 
     ui.panel.appendChild(head);
     ui.panel.appendChild(ui.welcome);
+    ui.panel.appendChild(ui.queue);
+    ui.panel.appendChild(ui.offline);
     ui.panel.appendChild(ui.messages);
     ui.panel.appendChild(ui.typing);
     ui.panel.appendChild(ui.error);
@@ -319,6 +435,13 @@
   var isOpen = false;
   var unread = 0;
   var retryStart = null; // {body, clientMsgId} of a first message whose chat could not be started
+  var availability = null; // GET /api/availability: {online, reason, acceptsChats, agentsOnline}
+  var availabilityAt = 0;
+  var chatAnyway = false; // the visitor chose to chat although no agent is online
+  var offlineSent = false;
+  var queueInfo = null; // the last "queue.position" of the current chat
+  var csatScore = 0;
+  var csatState = ''; // '' | 'sending' | 'done'
   // Made by init, once the DOM exists: the socket, the outbox of messages being sent, the message
   // view, the typing notifications, the read reporter and the frame handlers (see AtendeCore).
   var sock = null;
@@ -334,18 +457,55 @@
     ui.error.hidden = !text;
   }
 
+  /* offlineShown tells whether the offline form stands in for the chat: before a chat, while
+     nobody can answer, unless the visitor chose to chat anyway (where the tenant allows it). A
+     stored chat being restored is not "before a chat". */
+  function offlineShown() {
+    return phase === 'idle' && !!availability && availability.online === false && !(store.chatId && sessionValid()) &&
+      !(chatAnyway && availability.acceptsChats !== false);
+  }
+
+  function queueText(q) {
+    var t = q.position === 1 ? 'You are next in the queue' : 'You are number ' + q.position + ' in the queue';
+    var s = Number(q.estimatedWaitSeconds) || 0;
+    if (s > 0) { t += ' · estimated wait ' + (s < 60 ? 'under a minute' : 'about ' + Math.ceil(s / 60) + ' min'); }
+    return t;
+  }
+
   function render() {
     var text;
+    var offline = offlineShown();
     switch (phase) {
       case 'starting': text = 'Starting chat…'; break;
       case 'queued': text = 'Waiting for an agent…'; break;
       case 'active': text = 'Chatting with ' + (agentName || 'an agent'); break;
       case 'resolved': text = 'Chat ended'; break;
-      default: text = 'Send us a message';
+      default: text = offline ? 'We are away right now' : 'Send us a message';
     }
     ui.status.textContent = text;
+    ui.offline.hidden = !offline;
+    ui.messages.hidden = offline;
+    ui.form.hidden = offline;
+    if (offline) {
+      ui.offlineReason.textContent = availability.reason || 'No agent is online right now. Leave us a message and we will get back to you.';
+      ui.offlineForm.hidden = offlineSent;
+      ui.offlineSent.hidden = !offlineSent;
+      ui.chatAnyway.hidden = availability.acceptsChats === false;
+    }
+    var queued = phase === 'queued' && !!queueInfo && !!chat && queueInfo.chatId === chat.id && queueInfo.position > 0;
+    ui.queue.hidden = !queued;
+    if (queued) { ui.queue.textContent = queueText(queueInfo); }
+    var ended = phase === 'resolved' && !!chat;
+    ui.csat.hidden = !(ended && chat.status === 'resolved' && !chat.csat && csatState !== 'done');
+    ui.csatThanks.hidden = !(ended && csatState === 'done');
+    ui.csatSend.disabled = !csatScore || csatState === 'sending';
+    ui.stars.forEach(function (b, i) {
+      b.classList.toggle('aw-on', i < csatScore);
+      b.setAttribute('aria-pressed', String(i + 1 === csatScore));
+    });
+    ui.transcript.hidden = !ended;
     ui.input.placeholder = phase === 'resolved' ? 'Type to start a new chat…' : 'Type your message…';
-    ui.name.hidden = !(phase === 'idle' && !sessionValid());
+    ui.name.hidden = !(phase === 'idle' && (!sessionValid() || !!store.probe));
     ui.ended.hidden = phase !== 'resolved';
     ui.end.hidden = !(phase === 'queued' || phase === 'active');
     var busy = phase === 'starting';
@@ -358,10 +518,47 @@
 
   function setPhase(p) {
     if (p !== phase) {
+      var was = phase;
       phase = p;
       if (p === 'resolved' || p === 'idle') { stopTyping(); typingIn.hide(); }
+      if (p !== 'queued') { queueInfo = null; }
+      if (p === 'queued' && was !== 'queued') { fetchQueuePosition(); }
     }
     render();
+  }
+
+  /* fetchQueuePosition asks for the queued chat's place (the frames only tell changes). */
+  function fetchQueuePosition() {
+    if (!chat || phase !== 'queued') { return; }
+    var id = chat.id;
+    api('GET', '/api/chats/' + encodeURIComponent(id) + '/queue-position').then(function (q) {
+      if (q && chat && chat.id === id && phase === 'queued') {
+        queueInfo = q;
+        render();
+      }
+    }, function () { /* not in the queue any more: the chat events will tell */ });
+  }
+
+  var availabilityNeedsToken = false; // the cell answered GET /api/availability 401 without a token
+
+  /* refreshAvailability asks whether anyone can answer (GET /api/availability). The route is meant
+     to be public; where the cell answers it only with a token (401), the visitor's session asks,
+     made once the visitor opened the panel (not on every page view). */
+  function refreshAvailability() {
+    var anonymous = !(availabilityNeedsToken && sessionValid());
+    return api('GET', '/api/availability', null, { anonymous: anonymous }).catch(function (err) {
+      if (err.status !== 401 || !anonymous) { throw err; }
+      availabilityNeedsToken = true;
+      if (sessionValid()) { return api('GET', '/api/availability'); }
+      if (!isOpen) { throw err; }
+      return ensureSession({}, true).then(function () { return api('GET', '/api/availability'); });
+    }).then(function (a) {
+      if (a && typeof a === 'object') {
+        availability = a;
+        availabilityAt = Date.now();
+        render();
+      }
+    }, function () { /* keep what we know */ });
   }
 
   function adoptChat(c) {
@@ -376,14 +573,18 @@
     } else if (previousAgent && chat.agentId && previousAgent !== chat.agentId) {
       agentName = ''; // transferred: learn the new name from the next agent message
     }
-    if (chat.status === 'resolved') {
+    if (chat.status === 'resolved' || chat.status === 'abandoned') {
       if (store.chatId === chat.id) { delete store.chatId; saveStore(); }
       sock.stop();
       outbox.forEach(function (p) { outbox.fail(p, 'The chat has ended'); });
       setPhase('resolved');
       return;
     }
-    if (store.chatId !== chat.id) { store.chatId = chat.id; saveStore(); }
+    if (store.chatId !== chat.id || store.probe) {
+      store.chatId = chat.id;
+      delete store.probe;
+      saveStore();
+    }
     setPhase(chat.status === 'active' ? 'active' : 'queued');
   }
 
@@ -437,6 +638,7 @@
     var p = firstBody ? newPending(firstBody, null, reuse) : null;
     var payload = p ? { message: p.body, clientMsgId: p.clientMsgId } : {};
     try {
+      if (store.probe && ui.name.value.trim() && !sessionPending) { dropSession(); } // a session with the name
       await ensureSession();
       var c;
       try {
@@ -462,6 +664,17 @@
         if (p.el.parentNode) { p.el.parentNode.removeChild(p.el); }
         retryStart = { body: p.body, clientMsgId: p.clientMsgId };
         if (!ui.input.value) { ui.input.value = p.body; }
+      }
+      if (err.status === 503) {
+        // Nobody takes chats now (business hours, or no agent while the tenant requires one).
+        availability = { online: false, acceptsChats: false, reason: err.message };
+        chatAnyway = false;
+        offlineSent = false;
+        if (p && !ui.offlineMessage.value) { ui.offlineMessage.value = p.body; }
+        setPhase('idle');
+        showError('');
+        refreshAvailability();
+        return false;
       }
       setPhase('idle');
       showError(err.status === 429 ? 'Too many requests. Please wait a moment and try again.' :
@@ -512,7 +725,14 @@
     delete store.chatId;
     saveStore();
     ui.messages.replaceChildren();
+    queueInfo = null;
+    csatScore = 0;
+    csatState = '';
+    ui.csatComment.value = '';
+    chatAnyway = false;
+    offlineSent = false;
     setPhase('idle');
+    refreshAvailability();
   }
 
   // ---------------------------------------------------------------- typing
@@ -544,8 +764,119 @@
       if (chat && chat.id === id) { adoptChat(c); }
     }, function () { /* the events will tell */ });
     joinAndResume().then(function () {
-      if (chat && chat.id === id) { outbox.flush(); scheduleRead(); }
+      if (chat && chat.id === id) {
+        outbox.flush();
+        scheduleRead();
+        fetchQueuePosition();
+      }
     });
+  }
+
+  /* onOther handles the frames routeFrame does not know: the queue position of the chat. */
+  function onOther(f) {
+    if (f.type === 'queue.position' && chat && f.chatId === chat.id) {
+      queueInfo = f;
+      render();
+    }
+  }
+
+  // ---------------------------------------------------------------- offline form, rating, transcript
+
+  var EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+
+  function offlineError(text) {
+    ui.offlineError.textContent = text || '';
+    ui.offlineError.hidden = !text;
+  }
+
+  async function sendOffline() {
+    var name = ui.offlineName.value.trim();
+    var email = ui.offlineEmail.value.trim();
+    var message = ui.offlineMessage.value.trim();
+    offlineError('');
+    if (!EMAIL.test(email)) { offlineError('Enter your email address, so we can answer you.'); ui.offlineEmail.focus(); return; }
+    if (!message) { offlineError('Write your message.'); ui.offlineMessage.focus(); return; }
+    var body = { name: name, email: email, message: message };
+    var who = { name: name, email: email };
+    ui.offlineSend.disabled = true;
+    try {
+      await ensureSession(who);
+      try {
+        await api('POST', '/api/offline-messages', body);
+      } catch (err) {
+        if (err.status !== 401) { throw err; }
+        dropSession();
+        await ensureSession(who);
+        await api('POST', '/api/offline-messages', body);
+      }
+      offlineSent = true;
+      ui.offlineSent.textContent = 'Thanks' + (name ? ', ' + name : '') + '! We got your message and will answer at ' + email + '.';
+      ui.offlineMessage.value = '';
+      render();
+    } catch (err) {
+      offlineError(err.status === 429 ? 'Too many requests. Please wait a moment and try again.' :
+        'Could not send your message: ' + err.message);
+    } finally {
+      ui.offlineSend.disabled = false;
+    }
+  }
+
+  async function sendRating() {
+    if (!chat || !csatScore || csatState) { return; }
+    var id = chat.id;
+    var body = { score: csatScore };
+    var comment = ui.csatComment.value.trim();
+    if (comment) { body.comment = comment; }
+    csatState = 'sending';
+    render();
+    try {
+      var c = await api('POST', '/api/chats/' + encodeURIComponent(id) + '/csat', body);
+      if (chat && chat.id === id) { chat.csat = (c && c.csat) || { score: body.score }; }
+      csatState = 'done';
+    } catch (err) {
+      if (err.status === 409) {
+        csatState = 'done'; // rated already (another tab)
+      } else {
+        csatState = '';
+        showError('Could not send your rating: ' + err.message);
+      }
+    }
+    render();
+  }
+
+  /* downloadTranscript fetches the chat's transcript with the visitor's token and saves it. */
+  async function downloadTranscript() {
+    if (!chat || !store.visitorToken) { return; }
+    var id = chat.id;
+    ui.transcript.disabled = true;
+    showError('');
+    try {
+      var res;
+      try {
+        res = await fetch(apiBase + '/api/chats/' + encodeURIComponent(id) + '/transcript', {
+          headers: { 'Authorization': 'Bearer ' + store.visitorToken, 'Accept': 'text/plain' },
+          mode: 'cors',
+          credentials: 'omit',
+          cache: 'no-store'
+        });
+      } catch (e) {
+        throw new WidgetError(0, 'network', 'the chat service could not be reached');
+      }
+      if (!res.ok) { throw new WidgetError(res.status, '', 'HTTP ' + res.status); }
+      var url = URL.createObjectURL(await res.blob());
+      var a = document.createElement('a');
+      a.href = url;
+      a.download = 'chat-' + id.replace(/[^A-Za-z0-9_-]/g, '') + '.txt';
+      a.hidden = true;
+      root.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(function () { URL.revokeObjectURL(url); }, 60000);
+    } catch (err) {
+      showError('Could not download the transcript: ' + err.message);
+    } finally {
+      ui.transcript.disabled = false;
+    }
   }
 
   // ---------------------------------------------------------------- attachments
@@ -595,7 +926,8 @@
     render();
     view.scrollDown();
     scheduleRead();
-    if (!noFocus) { (ui.name.hidden ? ui.input : ui.name).focus(); }
+    if (phase === 'idle' && Date.now() - availabilityAt > 15000) { refreshAvailability(); }
+    if (!noFocus) { (offlineShown() ? ui.offlineName : ui.name.hidden ? ui.input : ui.name).focus(); }
   }
 
   function close() {
@@ -610,8 +942,9 @@
 
   function applySettings(s) {
     if (!s) { return; }
-    if (s.name) { ui.title.textContent = s.name; }
     var b = s.branding || {};
+    var title = String(b.title || s.name || '').trim();
+    if (title) { ui.title.textContent = title; }
     if (b.welcomeText) { ui.welcome.textContent = b.welcomeText; }
     var color = String(b.primaryColor || '').trim();
     if (color && window.CSS && CSS.supports && CSS.supports('color', color)) {
@@ -661,7 +994,29 @@
         ui.end.disabled = false;
       }
     });
+    ui.offlineForm.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      sendOffline();
+    });
+    ui.chatAnyway.addEventListener('click', function () {
+      chatAnyway = true;
+      render();
+      (ui.name.hidden ? ui.input : ui.name).focus();
+    });
+    ui.stars.forEach(function (b, i) {
+      b.addEventListener('click', function () {
+        if (csatState) { return; }
+        csatScore = i + 1;
+        render();
+      });
+    });
+    ui.csatSend.addEventListener('click', sendRating);
+    ui.transcript.addEventListener('click', downloadTranscript);
     document.addEventListener('visibilitychange', scheduleRead);
+    // While the panel is open before a chat, keep the offline form in step with the agents.
+    setInterval(function () {
+      if (isOpen && phase === 'idle' && document.visibilityState === 'visible') { refreshAvailability(); }
+    }, 30000);
   }
 
   async function restore() {
@@ -672,7 +1027,7 @@
     }
     try {
       var c = await api('GET', '/api/chats/' + encodeURIComponent(store.chatId));
-      if (!c || c.status === 'resolved') {
+      if (!c || c.status === 'resolved' || c.status === 'abandoned') {
         delete store.chatId;
         saveStore();
         render();
@@ -736,10 +1091,11 @@
     scheduleRead = Core.readReporter(sock, function () {
       return chat && isOpen ? { chatId: chat.id, log: log } : null;
     });
-    frames = { outbox: outbox, typing: typingIn, message: addMessage, typingFrom: typingFrom, chat: onChatEvent };
+    frames = { outbox: outbox, typing: typingIn, message: addMessage, typingFrom: typingFrom, chat: onChatEvent, other: onOther };
     wire();
     render();
     api('GET', '/api/settings/public', null, { anonymous: true }).then(applySettings, function () { /* defaults */ });
+    refreshAvailability();
     restore();
     window.AtendeWidget.root = root;
     if (wasOpen()) { open(true); }
