@@ -212,8 +212,28 @@ func TestDepartmentsScopeWhatAgentsSee(t *testing.T) {
 	if len(notes.Messages) != 1 || notes.Messages[0].Body != "VIP, wants a refund" || !notes.Messages[0].Private {
 		t.Fatalf("notes: %+v", notes)
 	}
-	// Removing the helper from Support changes nothing for their assigned chat; a queued Support
-	// chat disappears from their queue.
+	// Removing the helper from Support: a queued Support chat they follow leaves their socket
+	// (chat.left) and their queue; the chat assigned to them stays theirs.
+	var vs2 service.VisitorSession
+	tc.do("POST", "/api/visitor/session", "", map[string]string{"name": "Val"}, &vs2)
+	var supportChat cell.Chat
+	if st := tc.do("POST", "/api/chats", vs2.VisitorToken, map[string]string{"message": "broken", "clientMsgId": "s-1", "departmentId": support.ID}, &supportChat); st != 201 {
+		t.Fatalf("support chat: %d", st)
+	}
+	send(t, helperWS, map[string]any{"type": "join-chat", "chatId": supportChat.ID})
+	next(t, helperWS, "joined")
+	if st := tc.do("PATCH", "/api/agents/"+helper.ID, admin, map[string]any{"departments": []string{}}, nil); st != 200 {
+		t.Fatalf("remove from department: %d", st)
+	}
+	if f := next(t, helperWS, "chat.left"); f.ChatID != supportChat.ID {
+		t.Fatalf("after leaving the department: %+v, want chat.left for the support chat", f)
+	}
+	if q := queueOf(helperTok); len(q) != 0 {
+		t.Fatalf("helper's queue after leaving Support: %v", q)
+	}
+	if st := tc.do("GET", "/api/chats/"+chat.ID, helperTok, nil, nil); st != 200 {
+		t.Fatalf("the helper's own assigned chat after the change: %d, want 200", st)
+	}
 	_ = seller
 }
 
