@@ -171,8 +171,14 @@ func (s *stack) host(key string) string { return key + ".localhost:" + s.port }
 // returns the tenant and the time from the 202 to the first 200 on the tenant's host.
 func (s *stack) createTenant(key string) (tenant, time.Duration) {
 	s.t.Helper()
+	return s.createTenantOnPlan(key, "enterprise")
+}
+
+// createTenantOnPlan is createTenant with the plan ("free", "pro" or "enterprise") chosen.
+func (s *stack) createTenantOnPlan(key, plan string) (tenant, time.Duration) {
+	s.t.Helper()
 	var tn tenant
-	st, body := s.cp("POST", "/api/tenants", map[string]any{"key": key, "name": strings.ToUpper(key[:1]) + key[1:], "adminEmail": "admin@" + key + ".test", "plan": "enterprise"}, &tn)
+	st, body := s.cp("POST", "/api/tenants", map[string]any{"key": key, "name": strings.ToUpper(key[:1]) + key[1:], "adminEmail": "admin@" + key + ".test", "plan": plan}, &tn)
 	if st != 202 {
 		s.t.Fatalf("create %s: %d %s", key, st, body)
 	}
