@@ -21,12 +21,14 @@ type Store interface {
 	// Tenants returns the tenants matching f, oldest first.
 	Tenants(ctx context.Context, f TenantFilter) ([]*Tenant, error)
 	// SaveTenant replaces the stored tenant with t if the stored Version still equals t.Version,
-	// then increments t.Version; otherwise it returns a conflict *Error and changes nothing. If ev
-	// is not nil it is appended to the tenant's events with Seq set to the new Version, right
-	// after the tenant is saved (no transactions: a reader may see the state a moment before its
-	// event).
+	// then increments t.Version; otherwise it returns a conflict *Error and the tenant is not
+	// changed. If ev is not nil it is appended to the tenant's events with Seq set to the new
+	// Version. Without transactions, implementations write the event first and readers ignore
+	// events of saves that did not happen, so a crash between the writes never loses an event of
+	// a saved state nor shows one of an unsaved state.
 	SaveTenant(ctx context.Context, t *Tenant, ev *Event) error
-	// Events returns the events of a tenant in Seq order.
+	// Events returns the events of a tenant in Seq order: one per save with an event, none of a
+	// save that did not happen.
 	Events(ctx context.Context, tenantID string) ([]Event, error)
 }
 
@@ -40,7 +42,9 @@ type TenantFilter struct {
 }
 
 // Driver runs cells. Every method is idempotent: starting a running cell returns its facts,
-// stopping a stopped or unknown cell succeeds.
+// stopping a stopped or unknown cell succeeds. The supervisor calls Start, Stop and Remove with
+// the fence of the tenant's lease in ctx (WithFence); drivers that record it refuse, with a
+// conflict *Error, a call whose fence is lower than the one that last touched the cell.
 type Driver interface {
 	// Name names the driver, e.g. "process"; it is recorded in Cell.Driver.
 	Name() string
@@ -90,6 +94,9 @@ type CellStatus struct {
 	StartedAt *time.Time `json:"startedAt,omitempty"`
 	// LastExit describes the last unexpected exit, e.g. "signal: killed".
 	LastExit string `json:"lastExit,omitempty"`
+	// Fence is the fencing counter (Lease.Fence) of the supervisor step that last started the
+	// cell, for drivers that record it; 0 when unknown.
+	Fence int64 `json:"fence,omitempty"`
 	// Healthy reports whether the cell answered GET /healthz with 200 when asked (set by the
 	// control plane, not by drivers).
 	Healthy bool `json:"healthy"`
@@ -158,6 +165,10 @@ type TenantService interface {
 	// DeleteTenant moves the tenant to deletion-pending; it is torn down after the grace period,
 	// or at once when now is true. Errors: not_found, conflict.
 	DeleteTenant(ctx context.Context, idOrKey string, now bool) (*Tenant, error)
+	// CancelDeletion returns a deletion-pending tenant to the state it had before its deletion
+	// was requested (see RestoreState). Errors: not_found, conflict (the tenant is not
+	// deletion-pending: its teardown has begun, or it was never deleted).
+	CancelDeletion(ctx context.Context, idOrKey string) (*Tenant, error)
 	// RotateKeys gives the tenant's cell a new signing key (new kid), keeps the old one as a
 	// verification key until its tokens have expired, and records the change with an event; the
 	// supervisor then restarts a live tenant's cell with the new keys (the tenant stays live and

@@ -26,9 +26,11 @@ const (
 	// StateResumeFailed: the cell could not be brought back; StateReason says why.
 	StateResumeFailed State = "resume-failed"
 	// StateDeletionPending: deletion was requested; the cell is stopped and the tenant is deleted
-	// once its grace period (Tenant.DeleteAt) has passed, unless resumed before.
+	// once its grace period (Tenant.DeleteAt) has passed, unless the deletion is cancelled before
+	// (see RestoreState) or the tenant resumed.
 	StateDeletionPending State = "deletion-pending"
-	// StateDeleting: the supervisor is tearing down the tenant's cell and data.
+	// StateDeleting: the supervisor is tearing down the tenant's route, cell and data, one
+	// teardown action per step (Tenant.TeardownDone counts the actions done).
 	StateDeleting State = "deleting"
 	// StateDeletionFailed: teardown failed; the supervisor retries it.
 	StateDeletionFailed State = "deletion-failed"
@@ -47,7 +49,7 @@ var Transitions = map[State][]State{
 	StateSuspended:         {StateResumeRequested, StateDeletionPending},
 	StateResumeRequested:   {StateLive, StateResumeFailed, StateSuspendRequested, StateDeletionPending},
 	StateResumeFailed:      {StateResumeRequested, StateSuspendRequested, StateDeletionPending},
-	StateDeletionPending:   {StateDeleting, StateResumeRequested},
+	StateDeletionPending:   {StateDeleting, StateResumeRequested, StateSuspendRequested, StateCreationRequested},
 	StateDeleting:          {StateDeleted, StateDeletionFailed},
 	StateDeletionFailed:    {StateDeleting},
 	StateDeleted:           nil,
@@ -111,4 +113,22 @@ func (s State) Settled() bool {
 		return true
 	}
 	return false
+}
+
+// RestoreState returns the state a deletion-pending tenant goes back to when its deletion is
+// cancelled, given the state it had when the deletion was requested (Tenant.StateBeforeDeletion):
+// a tenant that was suspended (or being suspended, or had failed to resume) is suspended again
+// (suspend-requested, then suspended once its cell is surely stopped), one that was being created
+// is created again (creation-requested), and any other (live, resuming, or unknown because the
+// deletion was requested before the state was recorded) is resumed (resume-requested, then live
+// once its cell is healthy again).
+func RestoreState(before State) State {
+	switch before {
+	case StateSuspended, StateSuspendRequested, StateResumeFailed:
+		return StateSuspendRequested
+	case StateCreationRequested, StateCreating, StateCreationFailed:
+		return StateCreationRequested
+	default:
+		return StateResumeRequested
+	}
 }

@@ -47,6 +47,13 @@ type Tenant struct {
 	UpdatedAt time.Time `json:"updatedAt"`
 	// DeleteAt is when a tenant in deletion-pending is torn down (the end of its grace period).
 	DeleteAt *time.Time `json:"deleteAt,omitempty"`
+	// StateBeforeDeletion is the state the tenant was in when its deletion was requested; a
+	// cancelled deletion returns it there (see RestoreState). Empty unless deletion-pending.
+	StateBeforeDeletion State `json:"stateBeforeDeletion,omitempty"`
+	// TeardownDone counts the teardown actions of a deleting tenant already done and recorded
+	// with an event (route, cell stop, cell removal, each kind of data, credentials), so a
+	// supervisor taking over after a crash continues with the next one.
+	TeardownDone int `json:"teardownDone,omitempty"`
 	// URL is the tenant's public base URL, e.g. "http://acme.localhost:8080".
 	URL string `json:"url"`
 	// Cell holds what the driver recorded about the tenant's cell.

@@ -175,6 +175,7 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.BoolVar(&a.jsonOut, "json", false, "print JSON instead of text")
 	pf.BoolVar(&a.yes, "yes", false, "do not ask for confirmation")
 	root.AddCommand(a.tenantCmd(), a.cellCmd())
+	root.AddCommand(a.sweepCmd())
 	return root
 }
 

@@ -1,6 +1,6 @@
 // Command ctl is the super-admin CLI of Atende. It talks only to the control-plane API (see
-// atende/controlplane/api): it creates, lists, inspects, suspends, resumes and deletes tenants
-// and shows their cells' status and logs.
+// atende/controlplane/api): it creates, lists, inspects, suspends, resumes, deletes, exports and
+// imports tenants (export.go) and shows their cells' status and logs.
 //
 // Global flags: --api URL (env ATENDE_API, default http://127.0.0.1:8081), --token T (env
 // ATENDE_TOKEN; default: the content of $ATENDE_DATA_DIR/superadmin.token, ATENDE_DATA_DIR

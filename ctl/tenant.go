@@ -16,9 +16,11 @@ import (
 )
 
 func (a *app) tenantCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "tenant", Short: "Create, inspect, suspend, resume and delete tenants; rotate their keys", Args: cobra.ArbitraryArgs, RunE: group}
+	cmd := &cobra.Command{Use: "tenant", Short: "Create, inspect, suspend, resume, delete, export and import tenants; rotate their keys", Args: cobra.ArbitraryArgs, RunE: group}
 	cmd.AddCommand(a.tenantCreateCmd(), a.tenantListCmd(), a.tenantGetCmd(), a.tenantEventsCmd(),
 		a.tenantSuspendCmd(), a.tenantResumeCmd(), a.tenantDeleteCmd(), a.tenantRotateKeysCmd())
+	cmd.AddCommand(a.tenantExportCmd(), a.tenantImportCmd())
+	cmd.AddCommand(a.tenantCancelDeleteCmd())
 	return cmd
 }
 
@@ -283,9 +285,11 @@ func (a *app) tenantDeleteCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "delete KEY",
 		Short: "Delete a tenant after the grace period (at once with --now)",
-		Long: "Delete a tenant: its host shows the paused page at once, and after the control plane's grace period\n" +
-			"(ATENDE_DELETE_GRACE) its cell, database and files are removed. `ctl tenant resume KEY` cancels\n" +
-			"within the grace period. With --now the teardown starts immediately.",
+		Long: "Delete a tenant: its cell stops and its host shows the paused page at once, and after the control\n" +
+			"plane's grace period (ATENDE_DELETE_GRACE, default 24h) its route, cell, database, files and\n" +
+			"credentials are removed, in that order, each step recorded in `ctl tenant events KEY`; then the key\n" +
+			"is free. `ctl tenant cancel-delete KEY` cancels within the grace period. With --now the teardown\n" +
+			"starts immediately.",
 		Args: cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
@@ -302,6 +306,10 @@ func (a *app) tenantDeleteCmd() *cobra.Command {
 			t, err := c.DeleteTenant(cmd.Context(), args[0], now)
 			if err != nil {
 				return err
+			}
+			if t.State == controlplane.StateDeletionPending && t.DeleteAt != nil && time.Until(*t.DeleteAt) > 0 {
+				fmt.Fprintf(a.errOut, "tenant %s will be torn down at %s; `ctl tenant cancel-delete %s` cancels until then\n",
+					t.Key, t.DeleteAt.Format(time.RFC3339), t.Key)
 			}
 			return a.printTenant(t)
 		}),

@@ -12,10 +12,17 @@
 //	POST   /api/tenants/{idOrKey}/resume     202 tenant
 //	POST   /api/tenants/{idOrKey}/rotate-keys  202 tenant (new signingKid and generation; the
 //	                                         cell restarts until cell.generation == generation)
-//	DELETE /api/tenants/{idOrKey}[?now=true] 202 tenant
+//	DELETE /api/tenants/{idOrKey}[?now=true] 202 tenant (deletion-pending; torn down after the
+//	                                         grace period, or at once with now=true)
+//	POST   /api/tenants/{idOrKey}/cancel-delete  202 tenant (back to its state before the
+//	                                         deletion; conflict once the teardown has begun)
+//	GET    /api/sweep                        SweepReport: resources of unknown or deleted tenants
+//	                                         (lists only; nothing is deleted)
 //	GET    /api/tenants/{idOrKey}/events     {"events":[event...]}
 //	GET    /api/tenants/{idOrKey}/cell       cell status
 //	GET    /api/tenants/{idOrKey}/cell/logs[?lines=N]  text/plain
+//	GET    /api/tenants/{idOrKey}/export     application/gzip, streamed (export.go)
+//	POST   /api/tenants/{idOrKey}/import     export file or LegacyImportRequest → transfer.Report
 //	GET    /_pages/notfound, /_pages/paused  HTML pages for Traefik's fallback and paused services
 //
 // Errors: {"error":{"code","message","requestId"}} with the status of statusOf.
@@ -66,6 +73,11 @@ type Options struct {
 	BodyLimit int
 	// Logger receives request and error logs; default slog.Default().
 	Logger *slog.Logger
+	// Transfer serves the export and import routes (export.go); nil answers them 404.
+	Transfer TenantTransfer
+	// TransferTimeout bounds reading and writing one export or import request; default
+	// DefaultTransferTimeout.
+	TransferTimeout time.Duration
 }
 
 // New returns the Fiber app serving the API. It panics if Service or TokenKey is missing (a
@@ -80,13 +92,18 @@ func New(opts Options) *fiber.App {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	h := &handlers{svc: opts.Service, validate: validator.New(validator.WithRequiredStructEnabled())}
+	if opts.TransferTimeout <= 0 {
+		opts.TransferTimeout = DefaultTransferTimeout
+	}
+	h := &handlers{svc: opts.Service, validate: validator.New(validator.WithRequiredStructEnabled()),
+		transfer: opts.Transfer, bodyLimit: opts.BodyLimit, log: opts.Logger}
 	app := fiber.New(fiber.Config{
 		AppName: "atende-controlplane", BodyLimit: opts.BodyLimit, Immutable: true,
 		DisableStartupMessage: true, ErrorHandler: errorHandler(opts.Logger),
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 	})
 	app.Use(requestid.New(), accessLog(opts.Logger))
+	app.Use(streamBodies(app, opts.BodyLimit, opts.TransferTimeout))
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	app.All("/_pages/notfound*", page(opts.NotFound, http.StatusNotFound, "tenant not found"))
 	app.All("/_pages/paused*", page(opts.Paused, http.StatusGone, "this tenant is paused"))
@@ -99,9 +116,13 @@ func New(opts Options) *fiber.App {
 	r.Post("/tenants/:id/suspend", h.suspendTenant)
 	r.Post("/tenants/:id/resume", h.resumeTenant)
 	r.Post("/tenants/:id/rotate-keys", h.rotateKeys)
+	r.Post("/tenants/:id/cancel-delete", h.cancelDeletion)
+	r.Get("/sweep", h.sweep)
 	r.Get("/tenants/:id/events", h.tenantEvents)
 	r.Get("/tenants/:id/cell", h.cellStatus)
 	r.Get("/tenants/:id/cell/logs", h.cellLogs)
+	r.Get("/tenants/:id/export", h.exportTenant)
+	r.Post("/tenants/:id/import", h.importTenant)
 	app.Use(func(c *fiber.Ctx) error {
 		return controlplane.Errorf(controlplane.ENotFound, "no route %s %s", c.Method(), c.Path())
 	})
@@ -248,8 +269,11 @@ type EventList struct {
 }
 
 type handlers struct {
-	svc      controlplane.TenantService
-	validate *validator.Validate
+	svc       controlplane.TenantService
+	validate  *validator.Validate
+	transfer  TenantTransfer
+	bodyLimit int
+	log       *slog.Logger
 }
 
 // bind decodes the JSON body into v, refusing unknown fields and trailing data, then validates it.

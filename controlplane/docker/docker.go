@@ -135,7 +135,8 @@ type Options struct {
 	// Fence is the fencing counter of the control plane using this driver (its lease's counter),
 	// recorded in LabelFence; 0 disables fencing. A driver refuses (conflict) to replace, stop or
 	// remove a container labelled with a higher fence: a newer control plane owns it. SetFence
-	// changes it later.
+	// changes it later. A fence in a call's context (controlplane.WithFence: the supervisor passes
+	// the fence of the tenant's lease with every call of a step) takes its place for that call.
 	Fence int64
 	// PublishHost is the host address cells' ports are published on; default "127.0.0.1".
 	PublishHost string
@@ -323,7 +324,7 @@ type spec struct {
 var portKey = nat.Port(strconv.Itoa(ContainerPort) + "/tcp")
 
 // spec builds the container of cfg's cell, publishing it on hostPort ("" lets the engine choose).
-func (d *Driver) spec(cfg cell.Config, hostPort string) spec {
+func (d *Driver) spec(cfg cell.Config, hostPort string, fence int64) spec {
 	cfg.ListenAddr = net.JoinHostPort("0.0.0.0", strconv.Itoa(ContainerPort))
 	env := cfg.Environ()
 	res := d.opts.Resources
@@ -350,7 +351,7 @@ func (d *Driver) spec(cfg cell.Config, hostPort string) spec {
 	}
 	labels[LabelManaged] = "true"
 	labels[LabelTenantID] = cfg.TenantID
-	labels[LabelFence] = strconv.FormatInt(d.fence.Load(), 10)
+	labels[LabelFence] = strconv.FormatInt(fence, 10)
 	labels[LabelConfig] = hash
 	var pids *int64
 	if res.Pids > 0 {
@@ -405,7 +406,8 @@ func (d *Driver) Start(ctx context.Context, cfg cell.Config) (controlplane.Cell,
 	}
 	defer d.lockTenant(cfg.TenantID)()
 	name := ContainerName(cfg.TenantID)
-	sp := d.spec(cfg, requestedPort(cfg))
+	fence := d.fenceOf(ctx)
+	sp := d.spec(cfg, requestedPort(cfg), fence)
 	for attempt := 0; ; attempt++ {
 		if attempt == 3 {
 			return controlplane.Cell{}, fmt.Errorf("docker: start cell of %s: container keeps changing under the driver", cfg.TenantID)
@@ -416,7 +418,7 @@ func (d *Driver) Start(ctx context.Context, cfg cell.Config) (controlplane.Cell,
 		case err != nil:
 			return controlplane.Cell{}, fmt.Errorf("docker: inspect %s: %w", name, err)
 		default:
-			if err := d.checkFence(info); err != nil {
+			if err := d.checkFence(ctx, info); err != nil {
 				return controlplane.Cell{}, err
 			}
 			if info.State != nil && (info.State.Running || info.State.Restarting) {
@@ -432,7 +434,7 @@ func (d *Driver) Start(ctx context.Context, cfg cell.Config) (controlplane.Cell,
 					return controlplane.Cell{}, fmt.Errorf("docker: start %s: %w", name, err)
 				}
 				d.log.Warn("cell port taken; recreating the container on another port", attrTenantID, cfg.TenantID)
-				sp = d.spec(cfg, "")
+				sp = d.spec(cfg, "", fence)
 			}
 			if err := d.cli.ContainerRemove(ctx, info.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 				return controlplane.Cell{}, fmt.Errorf("docker: replace %s: %w", name, err)
@@ -455,7 +457,7 @@ func (d *Driver) Start(ctx context.Context, cfg cell.Config) (controlplane.Cell,
 		if err != nil && portTaken(err) && sp.host.PortBindings[portKey][0].HostPort != "" {
 			d.log.Warn("requested cell port taken; publishing on another port", attrTenantID, cfg.TenantID, attrAddr, cfg.ListenAddr)
 			_ = d.cli.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true})
-			sp = d.spec(cfg, "")
+			sp = d.spec(cfg, "", fence)
 			continue
 		}
 		if err != nil {
@@ -497,9 +499,19 @@ func portTaken(err error) bool {
 	return strings.Contains(msg, "port is already allocated") || strings.Contains(msg, "address already in use")
 }
 
-// checkFence returns a conflict error if the container carries a higher fence than the driver's.
-func (d *Driver) checkFence(info container.InspectResponse) error {
-	mine := d.fence.Load()
+// fenceOf returns the fence of a call: the one in ctx (controlplane.WithFence, the lease of the
+// supervisor step making the call), else the driver's (Options.Fence, SetFence).
+func (d *Driver) fenceOf(ctx context.Context) int64 {
+	if f, ok := controlplane.FenceFrom(ctx); ok {
+		return f
+	}
+	return d.fence.Load()
+}
+
+// checkFence returns a conflict error if the container carries a higher fence than the call's
+// (fenceOf).
+func (d *Driver) checkFence(ctx context.Context, info container.InspectResponse) error {
+	mine := d.fenceOf(ctx)
 	if mine <= 0 || info.Config == nil {
 		return nil
 	}
@@ -592,7 +604,7 @@ func (d *Driver) Stop(ctx context.Context, tenantID string) error {
 	if err != nil {
 		return fmt.Errorf("docker: inspect %s: %w", name, err)
 	}
-	if err := d.checkFence(info); err != nil {
+	if err := d.checkFence(ctx, info); err != nil {
 		return err
 	}
 	timeout := int((d.opts.StopTimeout + time.Second - 1) / time.Second)
@@ -644,6 +656,9 @@ func (d *Driver) Status(ctx context.Context, tenantID string) (controlplane.Cell
 		return st, fmt.Errorf("docker: inspect %s: %w", ContainerName(tenantID), err)
 	}
 	st.ContainerID, st.Restarts, st.Address = info.ID, info.RestartCount, address(info)
+	if info.Config != nil {
+		st.Fence, _ = strconv.ParseInt(info.Config.Labels[LabelFence], 10, 64)
+	}
 	s := info.State
 	switch {
 	case s == nil:
@@ -729,7 +744,7 @@ func (d *Driver) Remove(ctx context.Context, tenantID string) error {
 	case err != nil:
 		return fmt.Errorf("docker: inspect %s: %w", name, err)
 	default:
-		if err := d.checkFence(info); err != nil {
+		if err := d.checkFence(ctx, info); err != nil {
 			return err
 		}
 		if err := d.cli.ContainerRemove(ctx, info.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
@@ -807,4 +822,42 @@ func (d *Driver) Managed(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(ids)
 	return ids, nil
+}
+
+var _ controlplane.ResourceLister = (*Driver)(nil)
+
+// TenantResources implements controlplane.ResourceLister: every container
+// (controlplane.ResourceContainer) and network (controlplane.ResourceNetwork) on the engine
+// labelled LabelManaged with a LabelTenantID, whichever driver created it.
+func (d *Driver) TenantResources(ctx context.Context) ([]controlplane.Resource, error) {
+	f := filters.NewArgs(filters.Arg("label", LabelManaged+"=true"))
+	out := []controlplane.Resource{}
+	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("docker: list containers: %w", err)
+	}
+	for _, c := range cs {
+		name := c.ID
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		if id := c.Labels[LabelTenantID]; id != "" {
+			out = append(out, controlplane.Resource{Kind: controlplane.ResourceContainer, Name: name, TenantID: id})
+		}
+	}
+	ns, err := d.cli.NetworkList(ctx, network.ListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("docker: list networks: %w", err)
+	}
+	for _, n := range ns {
+		if id := n.Labels[LabelTenantID]; id != "" {
+			out = append(out, controlplane.Resource{Kind: controlplane.ResourceNetwork, Name: n.Name, TenantID: id})
+		}
+	}
+	return out, nil
+}
+
+// ResourceKinds implements controlplane.ResourceLister.
+func (d *Driver) ResourceKinds() []string {
+	return []string{controlplane.ResourceContainer, controlplane.ResourceNetwork}
 }

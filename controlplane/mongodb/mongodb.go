@@ -1,12 +1,13 @@
 // Package mongodb is the tenant registry on MongoDB (official driver, v2 line). It is correct on
 // MongoDB and on the embedded FerretDB v1, whose conditional updates are not atomic: uniqueness of
 // a key among live tenants is arbitrated by an insert against a sparse unique index on liveKey
-// (set while the tenant is not deleted, absent afterwards), and compare-and-set saves are also
-// serialized per tenant inside this process.
+// (set while the tenant is not deleted, absent afterwards), each epoch of a tenant's lease by an
+// insert against its unique _id (lease.go), and compare-and-set saves are also serialized per
+// tenant inside this process. A tenant's event is written before the tenant (events.go), so a
+// crash between the two writes never loses it.
 package mongodb
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ const DefaultDatabase = "atende_registry"
 const (
 	tenantsCollection = "tenants"
 	eventsCollection  = "events"
+	leasesCollection  = "leases"
 )
 
 // Store implements controlplane.Store on one MongoDB database.
@@ -37,8 +39,15 @@ type Store struct {
 	client  *mongo.Client
 	tenants *mongo.Collection
 	events  *mongo.Collection
+	leases  *mongo.Collection
 	owned   bool
 	locks   sync.Map // tenant id -> *sync.Mutex
+	// leaseHints remembers the latest lease epoch seen per tenant id (int64), where the search
+	// for the latest epoch starts.
+	leaseHints sync.Map
+	// beforeSave, when set (tests only, see export_test.go), runs between the event write and
+	// the tenant write of SaveTenant; an error it returns ends SaveTenant there, like a crash.
+	beforeSave func(tenantID string) error
 }
 
 var _ controlplane.Store = (*Store)(nil)
@@ -71,7 +80,8 @@ func New(ctx context.Context, client *mongo.Client, database string) (*Store, er
 		database = DefaultDatabase
 	}
 	db := client.Database(database)
-	s := &Store{client: client, tenants: db.Collection(tenantsCollection), events: db.Collection(eventsCollection)}
+	s := &Store{client: client, tenants: db.Collection(tenantsCollection), events: db.Collection(eventsCollection),
+		leases: db.Collection(leasesCollection)}
 	// One createIndexes command per index: FerretDB v1.24 panics (and drops the connection) on a
 	// createIndexes with two or more indexes that all exist already, i.e. at every restart.
 	for _, ix := range []struct {
@@ -117,6 +127,8 @@ type tenantDoc struct {
 	CreatedAt      time.Time          `bson:"createdAt"`
 	UpdatedAt      time.Time          `bson:"updatedAt"`
 	DeleteAt       *time.Time         `bson:"deleteAt,omitempty"`
+	BeforeDeletion string             `bson:"stateBeforeDeletion,omitempty"`
+	TeardownDone   int                `bson:"teardownDone,omitempty"`
 	URL            string             `bson:"url"`
 	Cell           cellDoc            `bson:"cell"`
 	SigningSeed    []byte             `bson:"signingSeed"`
@@ -125,6 +137,10 @@ type tenantDoc struct {
 	Generation     int64              `bson:"generation"`
 	BootstrapUsers []bootstrapUserDoc `bson:"bootstrapUsers"`
 	Version        int64              `bson:"version"`
+	// LastEventSeq and LastEventNonce identify the tenant's latest event (events.go); zero for a
+	// tenant saved before events were chained.
+	LastEventSeq   int64  `bson:"lastEventSeq,omitempty"`
+	LastEventNonce string `bson:"lastEventNonce,omitempty"`
 }
 
 type previousKeyDoc struct {
@@ -167,15 +183,6 @@ type bootstrapUserDoc struct {
 	PasswordHash string   `bson:"passwordHash"`
 }
 
-type eventDoc struct {
-	TenantID string    `bson:"tenantId"`
-	Seq      int64     `bson:"seq"`
-	From     string    `bson:"from"`
-	To       string    `bson:"to"`
-	At       time.Time `bson:"at"`
-	Reason   string    `bson:"reason,omitempty"`
-}
-
 func toDoc(t *controlplane.Tenant) tenantDoc {
 	d := tenantDoc{
 		ID: t.ID, Key: t.Key, Name: t.Name, State: string(t.State), StateReason: t.StateReason,
@@ -183,7 +190,7 @@ func toDoc(t *controlplane.Tenant) tenantDoc {
 		Limits:    limitsDoc{t.Limits.MaxAgents, t.Limits.MaxConcurrentChats, t.Limits.MaxUploadBytes},
 		Branding:  brandingDoc{t.Branding.PrimaryColor, t.Branding.WelcomeText},
 		Dedicated: t.Dedicated, CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(),
-		DeleteAt: t.DeleteAt, URL: t.URL,
+		DeleteAt: t.DeleteAt, BeforeDeletion: string(t.StateBeforeDeletion), TeardownDone: t.TeardownDone, URL: t.URL,
 		Cell: cellDoc{t.Cell.Driver, t.Cell.Address, t.Cell.PID, t.Cell.ContainerID, t.Cell.Database,
 			t.Cell.S3Prefix, t.Cell.StartedAt, t.Cell.Generation},
 		SigningSeed: t.Secrets.SigningKeySeed, SigningKeyID: t.Secrets.SigningKeyID,
@@ -223,6 +230,7 @@ func fromDoc(d tenantDoc) *controlplane.Tenant {
 		t.Secrets.PreviousKeys = append(t.Secrets.PreviousKeys, cell.VerificationKey{KID: k.KID, PublicKey: k.PublicKey, RetiredAt: k.RetiredAt.UTC()})
 	}
 	t.DeleteAt = utcPtr(d.DeleteAt)
+	t.StateBeforeDeletion, t.TeardownDone = controlplane.State(d.BeforeDeletion), d.TeardownDone
 	for _, w := range d.Webhooks {
 		t.Webhooks = append(t.Webhooks, controlplane.Webhook{URL: w.URL, Events: nonNil(w.Events)})
 	}
@@ -248,24 +256,25 @@ func utcPtr(t *time.Time) *time.Time {
 }
 
 // CreateTenant implements controlplane.Store. The insert against the unique liveKey index is the
-// arbiter of "one live tenant per key", on MongoDB and on FerretDB alike.
+// arbiter of "one live tenant per key", on MongoDB and on FerretDB alike. The registration event
+// is written first (see events.go); if the tenant cannot be inserted it is deleted again, and one
+// left behind by a crash is never shown (its tenant does not exist).
 func (s *Store) CreateTenant(ctx context.Context, t *controlplane.Tenant, ev controlplane.Event) error {
+	ev.Seq = 1
+	e := newEventDoc(ev, 0, "")
+	if err := s.putEvent(ctx, e); err != nil {
+		return err
+	}
 	t.Version = 1
-	if _, err := s.tenants.InsertOne(ctx, toDoc(t)); err != nil {
+	d := toDoc(t)
+	d.LastEventSeq, d.LastEventNonce = e.Seq, e.Nonce
+	if _, err := s.tenants.InsertOne(ctx, d); err != nil {
 		t.Version = 0
+		_, _ = s.events.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: e.ID}})
 		if isDuplicate(err) {
 			return controlplane.Errorf(controlplane.EConflict, "the key %q is already taken by another tenant", t.Key)
 		}
 		return fmt.Errorf("mongodb: insert tenant: %w", err)
-	}
-	ev.Seq = t.Version
-	return s.insertEvent(ctx, ev)
-}
-
-func (s *Store) insertEvent(ctx context.Context, ev controlplane.Event) error {
-	_, err := s.events.InsertOne(ctx, eventDoc{TenantID: ev.TenantID, Seq: ev.Seq, From: string(ev.From), To: string(ev.To), At: ev.At.UTC(), Reason: ev.Reason})
-	if err != nil && !isDuplicate(err) { // a duplicate means the event is already recorded
-		return fmt.Errorf("mongodb: insert event: %w", err)
 	}
 	return nil
 }
@@ -281,14 +290,24 @@ func (s *Store) TenantByKey(ctx context.Context, key string) (*controlplane.Tena
 }
 
 func (s *Store) findOne(ctx context.Context, filter bson.D, format, arg string) (*controlplane.Tenant, error) {
+	d, err := s.findDoc(ctx, filter, format, arg)
+	if err != nil {
+		return nil, err
+	}
+	return fromDoc(d), nil
+}
+
+// findDoc returns the stored tenant matching filter, or a not_found *Error with the message
+// format and arg.
+func (s *Store) findDoc(ctx context.Context, filter bson.D, format, arg string) (tenantDoc, error) {
 	var d tenantDoc
 	if err := s.tenants.FindOne(ctx, filter).Decode(&d); err != nil {
 		if errors.Is(err, mongo.ErrNoDocuments) {
-			return nil, controlplane.Errorf(controlplane.ENotFound, format, arg)
+			return d, controlplane.Errorf(controlplane.ENotFound, format, arg)
 		}
-		return nil, fmt.Errorf("mongodb: find tenant: %w", err)
+		return d, fmt.Errorf("mongodb: find tenant: %w", err)
 	}
-	return fromDoc(d), nil
+	return d, nil
 }
 
 // Tenants implements controlplane.Store. Sorting happens in Go: the registry is small and sorted
@@ -332,14 +351,41 @@ func sortTenants(ts []*controlplane.Tenant) {
 
 // SaveTenant implements controlplane.Store as a compare-and-set on Version. FerretDB v1 does not
 // run a conditional replace atomically, so saves of one tenant are also serialized in-process;
-// across processes the fence is the filter on MongoDB.
+// across processes the fence is the filter on MongoDB (and, for supervisor steps, the tenant's
+// lease). The event, if any, is written before the tenant (events.go): a crash between the two
+// writes leaves an event that readers ignore and the next save of that version replaces, never a
+// saved state without its event.
 func (s *Store) SaveTenant(ctx context.Context, t *controlplane.Tenant, ev *controlplane.Event) error {
 	mu := s.lock(t.ID)
 	mu.Lock()
 	defer mu.Unlock()
+	cur, err := s.findDoc(ctx, bson.D{{Key: "_id", Value: t.ID}}, "no tenant with id %q", t.ID)
+	if err != nil {
+		return err
+	}
+	if cur.Version != t.Version {
+		return controlplane.Errorf(controlplane.EConflict, "tenant %q was changed concurrently; reload and retry", t.ID)
+	}
 	next := *t
 	next.Version = t.Version + 1
-	res, err := s.tenants.ReplaceOne(ctx, bson.D{{Key: "_id", Value: t.ID}, {Key: "version", Value: t.Version}}, toDoc(&next))
+	d := toDoc(&next)
+	d.LastEventSeq, d.LastEventNonce = cur.LastEventSeq, cur.LastEventNonce
+	var e eventDoc
+	if ev != nil {
+		committed := *ev
+		committed.Seq = next.Version
+		e = newEventDoc(committed, cur.LastEventSeq, cur.LastEventNonce)
+		if err := s.putEvent(ctx, e); err != nil {
+			return err
+		}
+		d.LastEventSeq, d.LastEventNonce = e.Seq, e.Nonce
+	}
+	if s.beforeSave != nil {
+		if err := s.beforeSave(t.ID); err != nil {
+			return err
+		}
+	}
+	res, err := s.tenants.ReplaceOne(ctx, bson.D{{Key: "_id", Value: t.ID}, {Key: "version", Value: t.Version}}, d)
 	if err != nil {
 		if isDuplicate(err) {
 			return controlplane.Errorf(controlplane.EConflict, "the key %q is already taken by another tenant", t.Key)
@@ -355,9 +401,10 @@ func (s *Store) SaveTenant(ctx context.Context, t *controlplane.Tenant, ev *cont
 	t.Version = next.Version
 	if ev != nil {
 		ev.Seq = t.Version
-		// The state is saved: its event must not be lost to a shutdown cancelling ctx between
-		// the two writes (a crash there still loses it; see issue 5's crash-point tests).
-		return s.insertEvent(context.WithoutCancel(ctx), *ev)
+		// The state is saved: make sure its event is the one stored under its sequence number
+		// (another control plane saving the same version at the same moment may have replaced
+		// it before losing the compare-and-set), even if ctx is cancelled now.
+		return s.confirmEvent(context.WithoutCancel(ctx), e)
 	}
 	return nil
 }
@@ -365,24 +412,6 @@ func (s *Store) SaveTenant(ctx context.Context, t *controlplane.Tenant, ev *cont
 func (s *Store) lock(id string) *sync.Mutex {
 	m, _ := s.locks.LoadOrStore(id, &sync.Mutex{})
 	return m.(*sync.Mutex)
-}
-
-// Events implements controlplane.Store.
-func (s *Store) Events(ctx context.Context, tenantID string) ([]controlplane.Event, error) {
-	cur, err := s.events.Find(ctx, bson.D{{Key: "tenantId", Value: tenantID}})
-	if err != nil {
-		return nil, fmt.Errorf("mongodb: find events: %w", err)
-	}
-	var docs []eventDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("mongodb: read events: %w", err)
-	}
-	out := make([]controlplane.Event, 0, len(docs))
-	for _, d := range docs {
-		out = append(out, controlplane.Event{TenantID: d.TenantID, Seq: d.Seq, From: controlplane.State(d.From), To: controlplane.State(d.To), At: d.At.UTC(), Reason: d.Reason})
-	}
-	slices.SortFunc(out, func(a, b controlplane.Event) int { return cmp.Compare(a.Seq, b.Seq) })
-	return out, nil
 }
 
 // isDuplicate reports whether err is a unique-index violation: E11000 from MongoDB and from

@@ -1,7 +1,8 @@
 // Package process is the embedded default cell driver: one operating-system process per tenant,
 // running the cell binary with the tenant's configuration in its environment. It restarts a cell
 // that exits unexpectedly (exponential backoff) and makes cells die with the control plane
-// (Linux parent-death signal).
+// (Linux parent-death signal). It records the fence (controlplane.FenceFrom) of the supervisor step
+// that started a cell and refuses the calls of steps with a lower one (see Driver.Start).
 package process
 
 import (
@@ -140,6 +141,7 @@ type proc struct {
 	startedAt time.Time
 	restarts  int
 	lastExit  string
+	fence     int64 // the highest fence of a call that touched the cell
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -152,15 +154,27 @@ func (d *Driver) Name() string { return DriverName }
 // Start implements controlplane.Driver. A running (or restarting) cell of the tenant is left
 // alone and its facts are returned. Otherwise the cell is launched on cfg.ListenAddr, or on a free
 // port of Options.Host when that is empty; an error is returned if the binary cannot be started.
+// With a fence in ctx (controlplane.WithFence) the driver records it on the cell and returns a
+// conflict *Error, changing nothing, if the cell was touched with a higher one: a newer holder of
+// the tenant's lease owns it. Stop and Remove check the fence the same way.
 func (d *Driver) Start(ctx context.Context, cfg cell.Config) (controlplane.Cell, error) {
 	if cfg.TenantID == "" {
 		return controlplane.Cell{}, controlplane.Errorf(controlplane.EInvalid, "cell config without tenant id")
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	fence, _ := controlplane.FenceFrom(ctx)
 	if p := d.cells[cfg.TenantID]; p != nil {
+		if err := p.checkFence(ctx); err != nil {
+			return controlplane.Cell{}, err
+		}
 		p.mu.Lock()
 		running := p.state != controlplane.CellStopped
+		if running {
+			p.fence = max(p.fence, fence)
+		} else {
+			fence = max(p.fence, fence)
+		}
 		p.mu.Unlock()
 		if running {
 			return p.facts(), nil
@@ -177,7 +191,7 @@ func (d *Driver) Start(ctx context.Context, cfg cell.Config) (controlplane.Cell,
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return controlplane.Cell{}, fmt.Errorf("process: cell dir: %w", err)
 	}
-	p := &proc{tenantID: cfg.TenantID, cfg: cfg, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &proc{tenantID: cfg.TenantID, cfg: cfg, fence: fence, stop: make(chan struct{}), done: make(chan struct{})}
 	cmd, exited, err := d.launch(p)
 	if err != nil {
 		return controlplane.Cell{}, err
@@ -320,6 +334,22 @@ func exitText(err error) string {
 	return err.Error()
 }
 
+// checkFence returns a conflict *Error if ctx carries a fence lower than the highest one that
+// touched p, and otherwise records ctx's fence as the highest.
+func (p *proc) checkFence(ctx context.Context) error {
+	fence, ok := controlplane.FenceFrom(ctx)
+	if !ok {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fence > fence {
+		return controlplane.Errorf(controlplane.EConflict, "the cell of %s belongs to a newer lease holder (fence %d > %d)", p.tenantID, p.fence, fence)
+	}
+	p.fence = fence
+	return nil
+}
+
 // facts returns what the driver records about p.
 func (p *proc) facts() controlplane.Cell {
 	p.mu.Lock()
@@ -341,6 +371,9 @@ func (d *Driver) Stop(ctx context.Context, tenantID string) error {
 	d.mu.Unlock()
 	if p == nil {
 		return nil
+	}
+	if err := p.checkFence(ctx); err != nil {
+		return err
 	}
 	p.stopOnce.Do(func() { close(p.stop) })
 	select {
@@ -381,7 +414,7 @@ func (d *Driver) Status(ctx context.Context, tenantID string) (controlplane.Cell
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	st.State, st.Address, st.PID, st.Restarts, st.LastExit = p.state, p.cfg.ListenAddr, p.pid, p.restarts, p.lastExit
+	st.State, st.Address, st.PID, st.Restarts, st.LastExit, st.Fence = p.state, p.cfg.ListenAddr, p.pid, p.restarts, p.lastExit, p.fence
 	if p.state == controlplane.CellRunning {
 		at := p.startedAt
 		st.StartedAt = &at

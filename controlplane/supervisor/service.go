@@ -253,7 +253,7 @@ func (s *Supervisor) ResumeTenant(ctx context.Context, idOrKey string) (*control
 			reason = "deletion cancelled by super-admin"
 		}
 		ev, err := t.Transition(controlplane.StateResumeRequested, reason, time.Now())
-		t.DeleteAt = nil
+		t.DeleteAt, t.StateBeforeDeletion = nil, ""
 		return ev, true, err
 	})
 }
@@ -277,8 +277,30 @@ func (s *Supervisor) DeleteTenant(ctx context.Context, idOrKey string, now bool)
 			return nil, true, nil
 		}
 		reason := fmt.Sprintf("requested by super-admin; teardown after %s", at.Format(time.RFC3339))
+		before := t.State
 		ev, err := t.Transition(controlplane.StateDeletionPending, reason, time.Now())
-		t.DeleteAt = &at
+		t.DeleteAt, t.StateBeforeDeletion = &at, before
+		return ev, true, err
+	})
+}
+
+// CancelDeletion implements controlplane.TenantService: within its grace period, a
+// deletion-pending tenant goes back to controlplane.RestoreState(StateBeforeDeletion) and the
+// supervisor brings it there (a live tenant's cell is started again, a suspended one stays
+// stopped).
+func (s *Supervisor) CancelDeletion(ctx context.Context, idOrKey string) (*controlplane.Tenant, error) {
+	return s.intent(ctx, idOrKey, func(t *controlplane.Tenant) (*controlplane.Event, bool, error) {
+		if t.State != controlplane.StateDeletionPending {
+			return nil, false, controlplane.Errorf(controlplane.EConflict,
+				"the deletion of tenant %s cannot be cancelled: it is %s, not deletion-pending", t.Key, t.State)
+		}
+		to := controlplane.RestoreState(t.StateBeforeDeletion)
+		reason := fmt.Sprintf("deletion cancelled by super-admin; back to %s", to)
+		if t.StateBeforeDeletion != "" {
+			reason += fmt.Sprintf(" (was %s)", t.StateBeforeDeletion)
+		}
+		ev, err := t.Transition(to, reason, time.Now())
+		t.DeleteAt, t.StateBeforeDeletion = nil, ""
 		return ev, true, err
 	})
 }

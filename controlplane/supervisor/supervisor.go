@@ -2,6 +2,12 @@
 // (TenantService methods) validates requests, records intent in the registry and wakes the
 // reconciler; the reconciler performs one idempotent step per tenant per pass, saves the next
 // state with an event, and publishes the route table whenever the set of routable tenants changes.
+//
+// Several supervisors may share one registry (control planes in failover, or a new one started
+// while an old one hangs): each step runs under the tenant's lease (lease.go), taken before the
+// step and released after it, renewed while it lasts, and expiring if its holder dies, so no two
+// supervisors ever step one tenant at once and a crashed one never leaves a tenant stuck. The
+// lease's fence goes to the driver with every call of the step.
 package supervisor
 
 import (
@@ -14,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"atende/controlplane"
@@ -57,6 +64,25 @@ type Options struct {
 	RetryFailedDeletionAfter time.Duration
 	// Workers bounds how many tenant steps run at once; default 8.
 	Workers int
+	// Leases keeps the tenants' leases; default Store, if it implements controlplane.LeaseStore
+	// (mongodb.Store does). Required one way or the other.
+	Leases controlplane.LeaseStore
+	// LeaseTTL is the lifetime of a step's lease (default DefaultLeaseTTL): the longest a crashed
+	// supervisor keeps another from stepping its tenants. A lease is renewed every third of it
+	// while its step runs, and the step is cancelled if a renewal is refused, or a quarter of it
+	// before the lease would lapse (that quarter absorbs writes in flight and clock skew).
+	LeaseTTL time.Duration
+	// Owner names this supervisor in the leases it holds; default "<hostname>-<pid>-<random>".
+	Owner string
+	// Resources are further listers of tenant resources for Sweep, besides Driver, DataRemovers
+	// and ObjectStoreIAM, which take part when they implement controlplane.ResourceLister.
+	Resources []controlplane.ResourceLister
+	// Checkpoint, when set, is called at each named point of a step (see CheckpointStepBegin and
+	// the other Checkpoint* constants), with the step's context. An error it returns is a crash
+	// at that point: the supervisor does nothing more at all (no further write, no lease release,
+	// no pass), as if its process had died, and Run returns ErrCrashed. Tests inject crashes and
+	// delays with it.
+	Checkpoint func(ctx context.Context, tenantID, point string) error
 	// Logger receives the supervisor's events; default slog.Default().
 	Logger *slog.Logger
 }
@@ -73,10 +99,21 @@ type Supervisor struct {
 
 	mu   sync.Mutex
 	busy map[string]bool // tenants with a step in flight
+	// heldUntil: tenants whose lease another supervisor held at the last try, and until when
+	// this one leaves them alone (see leasedStep).
+	heldUntil map[string]time.Time
 
 	routesMu  sync.Mutex
 	published []traefik.Route
 	hasRoutes bool
+	// routesListed is when the tenants behind the last route table were listed.
+	routesListed time.Time
+	// overrides replace registry tenants in route tables (see setRouteOverride).
+	overrides map[string]*controlplane.Tenant
+
+	leases  controlplane.LeaseStore
+	owner   string
+	crashed atomic.Bool // a Checkpoint crashed the supervisor: it does nothing more
 
 	iamSynced bool // ObjectStoreIAM synced (only read and written by Run's passes)
 }
@@ -109,10 +146,24 @@ func New(opts Options) (*Supervisor, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Leases == nil {
+		ls, ok := opts.Store.(controlplane.LeaseStore)
+		if !ok {
+			return nil, errors.New("supervisor: Leases is required (the Store does not keep leases)")
+		}
+		opts.Leases = ls
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = DefaultLeaseTTL
+	}
+	if opts.Owner == "" {
+		opts.Owner = defaultOwner()
+	}
 	return &Supervisor{
-		opts: opts, store: opts.Store, driver: opts.Driver, log: opts.Logger,
+		opts: opts, store: opts.Store, driver: opts.Driver, log: opts.Logger, leases: opts.Leases, owner: opts.Owner,
 		health: &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
-		wake:   make(chan struct{}, 1), slots: make(chan struct{}, opts.Workers), busy: map[string]bool{},
+		wake:   make(chan struct{}, 1), slots: make(chan struct{}, opts.Workers), busy: map[string]bool{}, heldUntil: map[string]time.Time{},
+		overrides: map[string]*controlplane.Tenant{},
 	}, nil
 }
 
@@ -132,16 +183,23 @@ func (s *Supervisor) CellAddressChanged(tenantID, addr string) {
 }
 
 // Run reconciles until ctx is done: a pass at start, after every Poke and every Tick. It waits
-// for the steps in flight before returning ctx.Err().
+// for the steps in flight before returning ctx.Err(), or ErrCrashed after a Checkpoint crash.
 func (s *Supervisor) Run(ctx context.Context) error {
 	ticker := time.NewTicker(s.opts.Tick)
 	defer ticker.Stop()
 	var steps sync.WaitGroup
 	defer steps.Wait()
 	for {
+		if s.crashed.Load() {
+			return ErrCrashed
+		}
 		s.pass(ctx, &steps)
 		select {
 		case <-ctx.Done():
+			steps.Wait()
+			if s.crashed.Load() {
+				return ErrCrashed
+			}
 			return ctx.Err()
 		case <-s.wake:
 		case <-ticker.C:
@@ -152,6 +210,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 // pass starts a step for every tenant that needs one and has none in flight, then publishes the
 // route table if it changed.
 func (s *Supervisor) pass(ctx context.Context, steps *sync.WaitGroup) {
+	if s.crashed.Load() {
+		return
+	}
+	listed := time.Now()
 	tenants, err := s.store.Tenants(ctx, controlplane.TenantFilter{})
 	if err != nil {
 		if ctx.Err() == nil {
@@ -169,10 +231,11 @@ func (s *Supervisor) pass(ctx context.Context, steps *sync.WaitGroup) {
 			continue
 		}
 		s.mu.Lock()
-		if s.busy[t.ID] {
+		if s.busy[t.ID] || time.Now().Before(s.heldUntil[t.ID]) {
 			s.mu.Unlock()
 			continue
 		}
+		delete(s.heldUntil, t.ID)
 		s.busy[t.ID] = true
 		s.mu.Unlock()
 		steps.Add(1)
@@ -184,21 +247,23 @@ func (s *Supervisor) pass(ctx context.Context, steps *sync.WaitGroup) {
 				s.release(t.ID)
 				return
 			}
-			own := *t // steps change their copy; tenants is read again below
-			err := step(ctx, &own)
+			err := s.leasedStep(ctx, t.ID)
 			<-s.slots
 			s.release(t.ID)
-			if err != nil && ctx.Err() == nil {
+			if err != nil && ctx.Err() == nil && !s.crashed.Load() {
 				level := slog.LevelError
 				if controlplane.ErrorCode(err) == controlplane.EConflict {
-					level = slog.LevelDebug // the tenant changed meanwhile; the next pass reloads it
+					level = slog.LevelDebug // the tenant changed meanwhile, or another supervisor holds its lease
 				}
 				s.log.Log(ctx, level, "tenant step", attrTenantID, t.ID, attrKey, t.Key, "state", string(t.State), attrErr, err.Error())
 			}
 			s.Poke()
 		}()
 	}
-	if err := s.publishRoutes(ctx, tenants, nil); err != nil && ctx.Err() == nil {
+	if s.crashed.Load() {
+		return
+	}
+	if err := s.publishRoutes(ctx, tenants, listed); err != nil && ctx.Err() == nil {
 		s.log.Error("publish routes", attrErr, err.Error())
 	}
 }
@@ -233,7 +298,12 @@ func (s *Supervisor) stepFor(ctx context.Context, t *controlplane.Tenant) stepFu
 	case controlplane.StateResumeRequested:
 		return s.resume
 	case controlplane.StateDeletionPending:
-		return s.awaitDeletion
+		// Nothing to do while the grace period runs once the cell is stopped.
+		st, err := s.driver.Status(ctx, t.ID)
+		if err != nil || (st.State != controlplane.CellAbsent && st.State != controlplane.CellStopped) ||
+			t.DeleteAt == nil || !time.Now().Before(*t.DeleteAt) {
+			return s.awaitDeletion
+		}
 	case controlplane.StateDeleting:
 		return s.teardown
 	case controlplane.StateDeletionFailed:
@@ -253,7 +323,7 @@ func (s *Supervisor) transition(ctx context.Context, t *controlplane.Tenant, to 
 	if err != nil {
 		return err
 	}
-	if err := s.store.SaveTenant(ctx, t, ev); err != nil {
+	if err := s.save(ctx, t, ev); err != nil {
 		return err
 	}
 	s.log.Info("tenant state", attrTenantID, t.ID, attrKey, t.Key, attrFrom, string(from), attrTo, string(to), "reason", reason)
@@ -284,12 +354,21 @@ func (s *Supervisor) bringUp(ctx context.Context, t *controlplane.Tenant, failed
 	if err != nil {
 		return err // the object store refused the grant: try again at the next pass
 	}
+	if err := s.checkpoint(ctx, t, CheckpointGranted); err != nil {
+		return err
+	}
 	c, err := s.driver.Start(ctx, cfg)
 	if err == nil {
+		if err := s.checkpoint(ctx, t, CheckpointCellStarted); err != nil {
+			return err
+		}
 		c, err = s.waitHealthy(ctx, t.ID, c)
 	}
 	if ctx.Err() != nil {
-		return ctx.Err() // shutting down: leave the state for the next control plane to retry
+		return ctx.Err() // shutting down or lease lost: leave the state for the next holder to retry
+	}
+	if controlplane.ErrorCode(err) == controlplane.EConflict {
+		return err // a newer lease holder owns the cell (fence): it decides
 	}
 	if err != nil {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -300,15 +379,42 @@ func (s *Supervisor) bringUp(ctx context.Context, t *controlplane.Tenant, failed
 	}
 	c.Generation = t.Generation
 	t.Cell = c
-	live := *t
-	live.State = controlplane.StateLive
-	if err := s.publishRoutes(ctx, nil, &live); err != nil {
-		s.log.Error("publish routes", attrErr, err.Error())
-	}
-	if err := s.transition(ctx, t, controlplane.StateLive, fmt.Sprintf("cell healthy after %dms", time.Since(started).Milliseconds())); err != nil {
+	if err := s.checkpoint(ctx, t, CheckpointCellHealthy); err != nil {
 		return err
 	}
+	live := *t
+	live.State, live.Version = controlplane.StateLive, 0
+	s.setRouteOverride(&live) // every table published until the registry says live routes it live
+	if err := s.publishRoutes(ctx, nil, time.Time{}); err != nil {
+		s.log.Error("publish routes", attrErr, err.Error())
+	}
+	if err := s.checkpoint(ctx, t, CheckpointRouted); err != nil {
+		return err
+	}
+	if err := s.transition(ctx, t, controlplane.StateLive, fmt.Sprintf("cell healthy after %dms", time.Since(started).Milliseconds())); err != nil {
+		s.clearRouteOverride(t.ID)
+		return err
+	}
+	live.Version = t.Version
+	s.setRouteOverride(&live)
 	return nil
+}
+
+// setRouteOverride makes the route tables published from now on use t in place of the registry's
+// tenant of the same id (a cell routed just before its tenant is saved live), until
+// clearRouteOverride(t.ID) or, if t.Version is set, until a listing of the registry shows the
+// tenant at that version or a later one.
+func (s *Supervisor) setRouteOverride(t *controlplane.Tenant) {
+	s.routesMu.Lock()
+	defer s.routesMu.Unlock()
+	s.overrides[t.ID] = t
+}
+
+// clearRouteOverride removes the route override of tenant id, if any.
+func (s *Supervisor) clearRouteOverride(id string) {
+	s.routesMu.Lock()
+	defer s.routesMu.Unlock()
+	delete(s.overrides, id)
 }
 
 // waitHealthy polls GET http://<address>/healthz every HealthInterval until it answers 200,
@@ -387,7 +493,7 @@ func (s *Supervisor) keepLive(ctx context.Context, t *controlplane.Tenant) error
 		return nil
 	}
 	t.Cell = c
-	return s.store.SaveTenant(ctx, t, nil)
+	return s.save(ctx, t, nil)
 }
 
 // restartCell restarts the cell of a live tenant whose configuration changed since it was started
@@ -418,11 +524,11 @@ func (s *Supervisor) restartCell(ctx context.Context, t *controlplane.Tenant) er
 	reason := fmt.Sprintf("cell restarted with configuration generation %d (signing kid %s), healthy after %dms",
 		t.Generation, t.Secrets.SigningKeyID, time.Since(started).Milliseconds())
 	ev := &controlplane.Event{TenantID: t.ID, From: t.State, To: t.State, At: time.Now().UTC(), Reason: reason}
-	if err := s.store.SaveTenant(ctx, t, ev); err != nil {
+	if err := s.save(ctx, t, ev); err != nil {
 		return err
 	}
 	s.log.Info("cell restarted", attrTenantID, t.ID, attrKey, t.Key, "generation", t.Generation, "ms", time.Since(started).Milliseconds())
-	if err := s.publishRoutes(ctx, nil, nil); err != nil {
+	if err := s.publishRoutes(ctx, nil, time.Time{}); err != nil {
 		s.log.Error("publish routes", attrErr, err.Error())
 	}
 	return nil
@@ -434,71 +540,53 @@ func (s *Supervisor) suspend(ctx context.Context, t *controlplane.Tenant) error 
 	if err := s.driver.Stop(ctx, t.ID); err != nil {
 		return err
 	}
+	if err := s.checkpoint(ctx, t, CheckpointCellStopped); err != nil {
+		return err
+	}
 	if err := s.revokeObjectStore(ctx, t); err != nil {
+		return err
+	}
+	if err := s.checkpoint(ctx, t, CheckpointRevoked); err != nil {
 		return err
 	}
 	t.Cell.PID = 0
 	return s.transition(ctx, t, controlplane.StateSuspended, "cell stopped")
 }
 
-// awaitDeletion stops the cell of a deletion-pending tenant (revoking its object-store
-// credentials) and, once DeleteAt has passed, moves it to deleting.
-func (s *Supervisor) awaitDeletion(ctx context.Context, t *controlplane.Tenant) error {
-	if st, err := s.driver.Status(ctx, t.ID); err == nil && st.State != controlplane.CellAbsent && st.State != controlplane.CellStopped {
-		if err := s.driver.Stop(ctx, t.ID); err != nil {
-			return err
-		}
-		if err := s.revokeObjectStore(ctx, t); err != nil {
-			return err
-		}
-	}
-	if t.DeleteAt != nil && time.Now().Before(*t.DeleteAt) {
-		return nil
-	}
-	return s.transition(ctx, t, controlplane.StateDeleting, "grace period over")
-}
-
-// teardown: deleting → deleted after removing the cell, the tenant's object-store credentials
-// and the tenant's data, in order; deletion-failed on error (retried later).
-func (s *Supervisor) teardown(ctx context.Context, t *controlplane.Tenant) error {
-	err := s.driver.Remove(ctx, t.ID)
-	if err == nil {
-		err = s.revokeObjectStore(ctx, t)
-	}
-	for _, r := range s.opts.DataRemovers {
-		if err != nil {
-			break
-		}
-		err = r.RemoveTenantData(ctx, t)
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if err != nil {
-		return errors.Join(err, s.transition(ctx, t, controlplane.StateDeletionFailed, err.Error()))
-	}
-	t.Cell.PID, t.Cell.Address = 0, ""
-	return s.transition(ctx, t, controlplane.StateDeleted, "cell and data removed")
-}
-
-// publishRoutes computes the route table from tenants (loaded when nil), with override replacing
-// the tenant of the same id, and hands it to OnRoutes if it differs from the last one published.
-func (s *Supervisor) publishRoutes(ctx context.Context, tenants []*controlplane.Tenant, override *controlplane.Tenant) error {
+// publishRoutes computes the route table from tenants as listed at listed (loaded now when nil),
+// with the route overrides (setRouteOverride) replacing the tenants of the same id, and hands it
+// to OnRoutes if it differs from the last one published. A list older than the one behind the
+// last table is not published.
+func (s *Supervisor) publishRoutes(ctx context.Context, tenants []*controlplane.Tenant, listed time.Time) error {
 	if s.opts.OnRoutes == nil {
 		return nil
 	}
 	s.routesMu.Lock()
 	defer s.routesMu.Unlock()
-	if tenants == nil || override != nil {
+	if tenants == nil {
+		listed = time.Now()
 		var err error
 		if tenants, err = s.store.Tenants(ctx, controlplane.TenantFilter{}); err != nil {
 			return err
 		}
 	}
+	if listed.Before(s.routesListed) {
+		return nil
+	}
+	s.routesListed = listed
 	routes := make([]traefik.Route, 0, len(tenants))
+	for id, o := range s.overrides {
+		if o.Version > 0 && !slices.ContainsFunc(tenants, func(t *controlplane.Tenant) bool { return t.ID == id }) {
+			delete(s.overrides, id) // saved live, then deleted
+		}
+	}
 	for _, t := range tenants {
-		if override != nil && t.ID == override.ID {
-			t = override
+		if o := s.overrides[t.ID]; o != nil {
+			if o.Version > 0 && t.Version >= o.Version {
+				delete(s.overrides, t.ID) // the registry has caught up
+			} else {
+				t = o
+			}
 		}
 		state := t.State.RouteState()
 		if state == "" {

@@ -302,14 +302,16 @@ func TestLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitState(t, f.sup, tn.ID, controlplane.StateDeleted, 10*time.Second)
-		// The state is saved before its event and before the next route table: wait for both.
+		// The route table follows the state at the next pass.
 		eventually(t, "deleted tenant unrouted", func() bool { _, ok := f.routes.route("acme"); return !ok })
 		eventually(t, "tenant data removed", func() bool {
 			f.removed.mu.Lock()
 			defer f.removed.mu.Unlock()
 			return slices.Contains(f.removed.ids, tn.ID)
 		})
-		want := []controlplane.State{"creation-requested", "creating", "live", "suspend-requested", "suspended", "resume-requested", "live", "deletion-pending", "deleting", "deleted"}
+		// deleting → deleting: the teardown actions (route, cell stop, cell removal, data).
+		want := []controlplane.State{"creation-requested", "creating", "live", "suspend-requested", "suspended", "resume-requested", "live",
+			"deletion-pending", "deleting", "deleting", "deleting", "deleting", "deleting", "deleted"}
 		var states []controlplane.State
 		eventually(t, "all events recorded", func() bool {
 			evs, _ := f.sup.TenantEvents(ctx, tn.ID)
@@ -333,7 +335,9 @@ func TestLifecycle(t *testing.T) {
 	})
 }
 
-func TestDeletionGraceCanBeCancelled(t *testing.T) {
+// TestDeletionWithoutGracePeriod: with no grace period a deletion tears down at once, and a
+// deleted tenant cannot be resumed. (TestDeletionGracePeriod covers the grace period.)
+func TestDeletionWithoutGracePeriod(t *testing.T) {
 	store := openStore(t)
 	f := start(t, store, nil, 0)
 	ctx := context.Background()

@@ -91,7 +91,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.Driver, "driver", env(envDriver, driverProcess), "cell driver: process or docker ("+envDriver+")")
 	fs.StringVar(&c.CellImage, "cell-image", env(envCellImage, docker.DefaultImage), "cell image of the docker driver, built by `make images` ("+envCellImage+")")
 	fs.StringVar(&ttl, "cell-presign-ttl", env(envCellPresignTTL, "5m"), "lifetime of presigned attachment URLs, at most 5m ("+envCellPresignTTL+")")
-	fs.StringVar(&grace, "delete-grace", env(envDeleteGrace, "10m"), "grace period before a deleted tenant is torn down ("+envDeleteGrace+")")
+	fs.StringVar(&grace, "delete-grace", env(envDeleteGrace, "24h"), "grace period before a deleted tenant is torn down; ctl tenant cancel-delete undoes a deletion within it ("+envDeleteGrace+")")
 	fs.StringVar(&seed, "seed-dev", env(envSeedDev, "true"), "seed the dev tenant ("+envSeedDev+")")
 	fs.StringVar(&c.LogLevelName, "log-level", env(envLogLevel, "info"), "debug, info, warn or error ("+envLogLevel+")")
 	if err := fs.Parse(args); err != nil {

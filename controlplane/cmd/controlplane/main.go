@@ -37,6 +37,7 @@ import (
 	"atende/controlplane/process"
 	"atende/controlplane/s3bucket"
 	"atende/controlplane/supervisor"
+	"atende/controlplane/transfer"
 	"atende/controlplane/versity"
 	"atende/templates"
 	"atende/traefik"
@@ -222,9 +223,20 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 		return err
 	}
 
+	// Tenant export and import (ctl tenant export|import): temporary files under the data dir,
+	// which is private (0700), as the files hold secrets.
+	transfers, err := transfer.New(transfer.Options{
+		Tenants: sup, MongoURI: mongoURI, S3: s3c, Bucket: cfg.S3Bucket, Events: transfer.StoreEvents{Store: store},
+		TempDir: filepath.Join(cfg.DataDir, "tmp"), Logger: log.With("component", "transfer"),
+	})
+	if err != nil {
+		return err
+	}
+	closers = append(closers, func() { _ = transfers.Close(context.Background()) })
+
 	// Servers.
 	app := api.New(api.Options{Service: sup, TokenKey: key.Public().(ed25519.PublicKey), NotFound: notFound, Paused: paused,
-		Logger: log.With("component", "api")})
+		Logger: log.With("component", "api"), Transfer: transfers})
 	go func() {
 		if err := app.Listener(apiLn); err != nil {
 			log.Error("API server", "err", err.Error())
