@@ -606,31 +606,7 @@ func (s *Service) Notes(ctx context.Context, p cell.Principal, chatID string, si
 	if err := requireStaff(p); err != nil {
 		return History{}, err
 	}
-	if since < 0 || limit < 0 || limit > MaxHistoryPage {
-		return History{}, cell.Errorf(cell.EInvalid, "since must be ≥ 0 and limit between 1 and %d", MaxHistoryPage)
-	}
-	if limit == 0 {
-		limit = DefaultHistoryPage
-	}
-	chat, err := s.Chat(ctx, p, chatID)
-	if err != nil {
-		return History{}, err
-	}
-	last, err := s.lastSeqOf(ctx, chat, true)
-	if err != nil {
-		return History{}, err
-	}
-	upTo := last
-	if since < last && last-since > int64(limit) {
-		upTo = since + int64(limit)
-	}
-	notes := []cell.Message{}
-	if upTo > since {
-		if notes, err = s.store.MessagesInRange(ctx, chat.ID, since, upTo, true); err != nil {
-			return History{}, err
-		}
-	}
-	return History{Messages: notes, Complete: upTo >= last, LastSeq: last}, nil
+	return s.page(ctx, p, chatID, since, limit, true)
 }
 
 func contains(list []string, v string) bool {

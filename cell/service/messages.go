@@ -251,6 +251,11 @@ type History struct {
 // History returns up to limit messages with seq > since (limit ≤ MaxHistoryPage; 0 means
 // DefaultHistoryPage).
 func (s *Service) History(ctx context.Context, p cell.Principal, chatID string, since int64, limit int) (History, error) {
+	return s.page(ctx, p, chatID, since, limit, false)
+}
+
+// page reads one page of the chat's messages (private false) or notes (private true).
+func (s *Service) page(ctx context.Context, p cell.Principal, chatID string, since int64, limit int, private bool) (History, error) {
 	if since < 0 || limit < 0 || limit > MaxHistoryPage {
 		return History{}, cell.Errorf(cell.EInvalid, "since must be ≥ 0 and limit between 1 and %d", MaxHistoryPage)
 	}
@@ -261,7 +266,7 @@ func (s *Service) History(ctx context.Context, p cell.Principal, chatID string, 
 	if err != nil {
 		return History{}, err
 	}
-	last, err := s.lastSeq(ctx, chat)
+	last, err := s.lastSeqOf(ctx, chat, private)
 	if err != nil {
 		return History{}, err
 	}
@@ -271,7 +276,7 @@ func (s *Service) History(ctx context.Context, p cell.Principal, chatID string, 
 	}
 	msgs := []cell.Message{}
 	if upTo > since {
-		if msgs, err = s.store.MessagesInRange(ctx, chat.ID, since, upTo, false); err != nil {
+		if msgs, err = s.store.MessagesInRange(ctx, chat.ID, since, upTo, private); err != nil {
 			return History{}, err
 		}
 	}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -205,7 +206,10 @@ func queryInt(c *fiber.Ctx, name string, def int64) (int64, error) {
 	return n, nil
 }
 
-func (s *Server) history(c *fiber.Ctx) error {
+func (s *Server) history(c *fiber.Ctx) error { return s.page(c, s.svc.History) }
+
+// page answers one page of a chat's messages or notes (?since=SEQ&limit=N) read by read.
+func (s *Server) page(c *fiber.Ctx, read func(context.Context, cell.Principal, string, int64, int) (service.History, error)) error {
 	since, err := queryInt(c, "since", 0)
 	if err != nil {
 		return err
@@ -214,7 +218,7 @@ func (s *Server) history(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	h, err := s.svc.History(c.UserContext(), principal(c), c.Params("id"), since, int(min(limit, 1<<20)))
+	h, err := read(c.UserContext(), principal(c), c.Params("id"), since, int(min(limit, 1<<20)))
 	if err != nil {
 		return err
 	}

@@ -131,21 +131,7 @@ func safeFilename(s string) string {
 	return string(out)
 }
 
-func (s *Server) notes(c *fiber.Ctx) error {
-	since, err := queryInt(c, "since", 0)
-	if err != nil {
-		return err
-	}
-	limit, err := queryInt(c, "limit", 0)
-	if err != nil {
-		return err
-	}
-	h, err := s.svc.Notes(c.UserContext(), principal(c), c.Params("id"), since, int(min(limit, 1<<20)))
-	if err != nil {
-		return err
-	}
-	return c.JSON(h)
-}
+func (s *Server) notes(c *fiber.Ctx) error { return s.page(c, s.svc.Notes) }
 
 func (s *Server) queuePosition(c *fiber.Ctx) error {
 	q, err := s.svc.QueuePosition(c.UserContext(), principal(c), c.Params("id"))
