@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"time"
 )
 
 // OutboxSize is how many frames may wait for a slow client before it is dropped.
@@ -97,6 +98,31 @@ func (c *Client) Send(frame []byte, lossy bool) bool {
 		if !lossy {
 			c.close(ReasonSlowConsumer)
 		}
+		return false
+	}
+}
+
+// SendWait queues one reliable frame, waiting up to timeout for room in the outbox. It is for
+// a connection's own replies (a long resume), sent from its reader goroutine: waiting slows only
+// this client's reading, and a client that does not drain its outbox within timeout is closed as
+// a slow consumer. It reports whether the frame was queued.
+func (c *Client) SendWait(frame []byte, timeout time.Duration) bool {
+	select {
+	case c.outbox <- frame:
+		return true
+	case <-c.done:
+		return false
+	default:
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case c.outbox <- frame:
+		return true
+	case <-c.done:
+		return false
+	case <-t.C:
+		c.close(ReasonSlowConsumer)
 		return false
 	}
 }

@@ -159,6 +159,15 @@ func (s *Server) serveSocket(ctx context.Context, conn *websocket.Conn, p cell.P
 		if err != nil {
 			break
 		}
+		select {
+		case <-client.Done():
+			// The hub ended this client (logout, disable, removal, slow consumer): a frame that
+			// arrives after that is never executed, even from a client that ignores the close.
+			hub.Remove(client)
+			<-writerDone
+			return
+		default:
+		}
 		_ = conn.SetReadDeadline(time.Now().Add(pongWait))
 		if p.IsStaff() {
 			s.svc.Heartbeat(p.Subject)
@@ -197,12 +206,16 @@ func (s *Server) writeLoop(conn *websocket.Conn, client *realtime.Client) {
 				if reason != realtime.ReasonSlowConsumer {
 					code = websocket.ClosePolicyViolation // session ended: do not reconnect with it
 				}
-				_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(writeWait))
+				// A short deadline: a client that does not read must not keep the socket open.
+				_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(closeWait))
 			}
 			return
 		}
 	}
 }
+
+// closeWait bounds the close frame sent to a client the hub ended; the socket closes after it.
+const closeWait = time.Second
 
 // reply queues a frame to this client only.
 func reply(client *realtime.Client, frame any) {
@@ -273,7 +286,12 @@ func (s *Server) handleFrame(sockCtx context.Context, client *realtime.Client, p
 			return
 		}
 		for _, m := range h.Messages {
-			reply(client, service.MessageEvent{Type: typ, Message: m})
+			// A page may be longer than the outbox: wait for the client to read (it is this
+			// client's own reader goroutine that waits) instead of dropping a reading client.
+			data, err := json.Marshal(service.MessageEvent{Type: typ, Message: m})
+			if err != nil || !client.SendWait(data, writeWait) {
+				return
+			}
 		}
 		complete := h.Complete
 		reply(client, chatStateFrame{Type: "resumed", Ref: f.Ref, ChatID: f.ChatID, LastSeq: h.LastSeq, Complete: &complete})
