@@ -533,6 +533,11 @@ type stepResult struct {
 	// throughput is what agents received per second while sending (the cell's capacity when
 	// saturated).
 	throughput float64
+	// settled is how long the cell took after the drain to write the chats' lastSeq hints
+	// (settle); behind is how many chats were behind when that started.
+	settled   time.Duration
+	behind    int
+	settledOK bool
 }
 
 // cbBacklog is how many seconds of the offered rate (at least 100 messages, at most 500) may be
@@ -565,7 +570,10 @@ func (r stepResult) held() bool {
 // and the highest step held is the rate the cell holds. Otherwise the rate steps down, halving
 // and never above 70% of the capacity measured, until a step holds; when the warm-up already
 // shows the base rate is out of reach, that search runs first and the base step last. A step
-// whose backlog exceeds cbBacklog seconds of its rate stops sending early (saturated).
+// whose backlog exceeds cbBacklog seconds of its rate stops sending early (saturated). After
+// the warm-up and after each step it waits until the cell has written every chat's lastSeq hint
+// (settle), so no step starts inside the previous one's flush; the table shows how long that
+// took.
 //
 // ATENDE_BENCH_ID_INDEX=1 first adds the `_id` expression index FerretDB's point reads can use
 // to the tenant's SQLite file (see addIDIndexes): the proposed fix, measured.
@@ -703,7 +711,8 @@ func BenchmarkChatLoad(b *testing.B) {
 				}
 			}()
 		}
-		for _, conn := range visitorConns {
+		lastAcked := make([]atomic.Int64, n) // each chat's highest acknowledged seq
+		for i, conn := range visitorConns {
 			go func() {
 				for {
 					_, data, err := conn.ReadMessage()
@@ -716,6 +725,11 @@ func BenchmarkChatLoad(b *testing.B) {
 					// Only acks and errors matter here; echoes of the visitor's own messages
 					// are skipped without decoding.
 					if bytes.HasPrefix(data, []byte(`{"type":"ack"`)) {
+						var f cbFrame
+						_ = json.Unmarshal(data, &f)
+						if f.Seq > lastAcked[i].Load() {
+							lastAcked[i].Store(f.Seq)
+						}
 						rec.acks.Add(1)
 						continue
 					}
@@ -738,6 +752,53 @@ func BenchmarkChatLoad(b *testing.B) {
 		idleWall := time.Since(idle0).Seconds()
 		idleCell, idleCP = (cpuSeconds(cellPid)-idleCell)/idleWall, (cpuSeconds(t.s.cmd.Process.Pid)-idleCP)/idleWall
 
+		// settle waits until the cell has written every chat's lastSeq hint (service.flushLast:
+		// one update per chat with new messages, each chat's lock held meanwhile) up to the
+		// chat's highest acknowledged seq, so a step does not start inside the previous step's
+		// flush. It reads the chats from the database every 2 s, for at most 5 minutes, and
+		// returns how long that took and how many chats were behind at first.
+		mc, err := mongo.Connect(options.Client().ApplyURI(cellEnv(b, cellPid)[cell.EnvMongoURI]))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer mc.Disconnect(context.Background())
+		chatsColl := mc.Database(cellEnv(b, cellPid)[cell.EnvDatabase]).Collection("chats")
+		settle := func() (took time.Duration, behind int, ok bool) {
+			start := time.Now()
+			for first := true; time.Since(start) < 5*time.Minute; first = false {
+				cur, err := chatsColl.Find(context.Background(), bson.D{{Key: "tenantId", Value: t.tn.ID}},
+					options.Find().SetProjection(bson.D{{Key: "lastSeq", Value: 1}}))
+				if err != nil {
+					b.Fatal(err)
+				}
+				var docs []struct {
+					ID      string `bson:"_id"`
+					LastSeq int64  `bson:"lastSeq"`
+				}
+				if err := cur.All(context.Background(), &docs); err != nil {
+					b.Fatal(err)
+				}
+				stored := make(map[string]int64, len(docs))
+				for _, d := range docs {
+					stored[d.ID] = d.LastSeq
+				}
+				pending := 0
+				for i, v := range visitors {
+					if stored[v.ChatID] < lastAcked[i].Load() {
+						pending++
+					}
+				}
+				if first {
+					behind = pending
+				}
+				if pending == 0 {
+					return time.Since(start), behind, true
+				}
+				time.Sleep(2 * time.Second)
+			}
+			return time.Since(start), behind, false
+		}
+
 		// Warm-up: every chat sends one message (at most 64 in flight) before the steps, so each
 		// chat's seq state is loaded and the steps measure chats in progress.
 		vmu := make([]sync.Mutex, n)
@@ -758,7 +819,7 @@ func BenchmarkChatLoad(b *testing.B) {
 		}
 		tWarm := time.Since(t0)
 		warmRate := float64(n) / tWarm.Seconds() // closed loop, 64 in flight: a capacity estimate
-		time.Sleep(5 * time.Second)              // let the lastSeq hints of the warm-up be flushed
+		warmSettle, warmBehind, warmSettled := settle()
 
 		runStep := func(step, rate int) stepResult {
 			warm := time.Duration(cbSizes.WarmSeconds) * time.Second
@@ -875,6 +936,9 @@ func BenchmarkChatLoad(b *testing.B) {
 			}
 			wall := wall1.Sub(wall0).Seconds()
 			res.cellCores, res.cpCores, res.benchCores = (cpu1-cpu0)/wall, (cp1-cp0)/wall, (me1-me0)/wall
+			rec.mu.Unlock()
+			res.settled, res.behind, res.settledOK = settle()
+			rec.mu.Lock()
 			return res
 		}
 
@@ -958,6 +1022,7 @@ func BenchmarkChatLoad(b *testing.B) {
 		b.ReportMetric(setup.Seconds(), "setup-s")
 		b.ReportMetric(idleCP*100, "idle-cp-cpu-%")
 		b.ReportMetric(warmRate, "closed-loop-msgs/s")
+		b.ReportMetric(warmSettle.Seconds(), "warmup-flush-s")
 
 		rows := [][]string{}
 		for _, r := range results {
@@ -979,13 +1044,17 @@ func BenchmarkChatLoad(b *testing.B) {
 			if !r.drained {
 				errs = append(errs, fmt.Sprintf("not drained after %.0f s", r.drainedIn.Seconds()))
 			}
+			flush := fmt.Sprintf("%.0f s (%d chats)", r.settled.Seconds(), r.behind)
+			if !r.settledOK {
+				flush = fmt.Sprintf("> %.0f s (%d chats)", r.settled.Seconds(), r.behind)
+			}
 			lat := []string{f1(ms(r.p50)), f1(ms(r.p95)), f1(ms(r.p99)), f1(ms(r.max))}
 			if r.measured == 0 {
 				lat = []string{"n/a", "n/a", "n/a", "n/a"}
 			}
 			rows = append(rows, append(append([]string{strconv.Itoa(r.rate), f1(r.msgsPerSec()), fmt.Sprint(r.sent), fmt.Sprint(r.sent - r.delivered - r.refused), fmt.Sprint(r.refused)},
 				lat...),
-				f1(r.cellCores*100), f1(r.cpCores*100), f1(r.benchCores*100), verdict, strings.Join(errs, " ")))
+				f1(r.cellCores*100), f1(r.cpCores*100), f1(r.benchCores*100), verdict, flush, strings.Join(errs, " ")))
 		}
 		fix := ""
 		if withIndex {
@@ -993,7 +1062,7 @@ func BenchmarkChatLoad(b *testing.B) {
 		}
 		cbTable(fmt.Sprintf("BenchmarkChatLoad: %d chats, %d agents × %d chats, %d s per step (+%d s warm-up), p99 budget %v%s; held %d msgs/s",
 			n, nAgents, perAgent, cbSizes.StepSeconds, cbSizes.WarmSeconds, p99Budget, fix, held),
-			[]string{"offered msgs/s", "delivered msgs/s", "sent", "unanswered", "refused", "p50 ms", "p95 ms", "p99 ms", "max ms", "cell cpu %", "controlplane cpu %", "bench cpu %", "verdict", "errors"}, rows)
+			[]string{"offered msgs/s", "delivered msgs/s", "sent", "unanswered", "refused", "p50 ms", "p95 ms", "p99 ms", "max ms", "cell cpu %", "controlplane cpu %", "bench cpu %", "verdict", "lastSeq flush after", "errors"}, rows)
 		chatsRow := []string{"visitor sessions (API)", f1(tChats.Seconds()), fmt.Sprintf("%d visitor sessions", n)}
 		acceptRow := []string{"active chats written to the database", f1(tAccepts.Seconds()), fmt.Sprintf("%d chats, %d per agent, with their slot and assignment claims", n, perAgent)}
 		if viaAPI {
@@ -1008,6 +1077,7 @@ func BenchmarkChatLoad(b *testing.B) {
 			{"total setup", f1(setup.Seconds()), ""},
 			{"idle (before the warm-up)", "10.0", fmt.Sprintf("all chats open, no messages: cell %.1f%% CPU, control plane %.1f%% CPU", idleCell*100, idleCP*100)},
 			{"warm-up", f1(tWarm.Seconds()), fmt.Sprintf("one message per chat, 64 in flight (closed loop): %.1f msgs/s", warmRate)},
+			{"lastSeq flush after the warm-up", f1(warmSettle.Seconds()), fmt.Sprintf("%d chats behind at first; all written: %v", warmBehind, warmSettled)},
 		})
 		closing.Store(true)
 		for _, c := range append(agentConns, visitorConns...) {

@@ -44,6 +44,8 @@ type oracleConfig struct {
 	Traffic time.Duration
 	// Kills is how many times the cell process is SIGKILLed, evenly spaced over Traffic.
 	Kills int
+	// Freeze is how long the cell is stopped (SIGSTOP) before each SIGKILL.
+	Freeze time.Duration
 	// Window is how many messages one participant may have unacknowledged in one chat: a message
 	// waits past its planned time until the window has room, so the offered load follows what the
 	// cell sustains (a person does not type on while their last lines show as unsent) instead of
@@ -812,7 +814,9 @@ func (o *oracle) cellStatus() (oracleCellStatus, error) {
 
 // killCell SIGKILLs the tenant's cell process (the pid the control plane reports, checked in
 // /proc to be that tenant's cell) and waits until the process driver restarted it and it answers
-// through the edge. It returns the time from the kill to that answer.
+// through the edge. It returns the time from the kill to that answer. The process is first frozen
+// (SIGSTOP) for cfg.Freeze, as a hung process is before a watchdog kills it, so that messages are
+// in flight when the kill strikes however fast the cell otherwise answers.
 func (o *oracle) killCell() (time.Duration, error) {
 	st, err := o.cellStatus()
 	if err != nil {
@@ -824,6 +828,12 @@ func (o *oracle) killCell() (time.Duration, error) {
 	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", st.PID))
 	if err != nil || !bytes.Contains(env, []byte("ATENDE_CELL_TENANT_ID="+o.tenantID+"\x00")) {
 		return 0, fmt.Errorf("pid %d is not the cell of tenant %s (%v)", st.PID, o.tenantID, err)
+	}
+	if o.cfg.Freeze > 0 {
+		if err := syscall.Kill(st.PID, syscall.SIGSTOP); err != nil {
+			return 0, fmt.Errorf("stop %d: %w", st.PID, err)
+		}
+		time.Sleep(o.cfg.Freeze)
 	}
 	killed := time.Now()
 	o.mu.Lock()
@@ -910,21 +920,7 @@ func runOracle(tb testing.TB, cfg oracleConfig) oracleResult {
 	tn, _ := s.createTenantOnPlan("oracle", plan)
 	o := &oracle{cfg: cfg, s: s, key: "oracle", tenantID: tn.ID, edgeAddr: strings.TrimPrefix(s.edge, "http://"),
 		sent: map[string]map[string]*oracleSent{}, errors: map[string]int{}, stop: make(chan struct{})}
-	// The control plane can briefly unpublish a tenant's route right after it went live (a
-	// reconcile pass publishing routes from a snapshot taken before the live transition), so the
-	// first login may meet the edge's 404 for a moment; that is not what the oracle measures.
-	var admin session
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		st, body, err := o.edgeRequest(http.DefaultClient, "POST", "/api/auth/login", "", map[string]string{"email": tn.Admin.Email, "password": tn.Admin.Password}, &admin)
-		if err == nil && st == 200 {
-			break
-		}
-		if time.Now().After(deadline) || (err == nil && st != 404) {
-			tb.Fatalf("admin login: %d %s %v", st, body, err)
-		}
-		tb.Logf("admin login right after the tenant went live: %d %s (route flap), retrying", st, body)
-		time.Sleep(50 * time.Millisecond)
-	}
+	admin := s.login("oracle", tn.Admin.Email, tn.Admin.Password)
 
 	// Agents: created by the admin, each logging in from an address of its own.
 	agentPs := make([]*oracleParticipant, agents)
@@ -1298,8 +1294,8 @@ func (r oracleResult) verify(tb testing.TB, cfg oracleConfig) {
 	if len(r.Restarts) != cfg.Kills {
 		tb.Errorf("%d restarts observed, want %d", len(r.Restarts), cfg.Kills)
 	}
-	if r.Reconnects == 0 || r.Resends == 0 {
-		tb.Errorf("the run did not exercise reconnects (%d) and resends (%d)", r.Reconnects, r.Resends)
+	if r.Reconnects == 0 || r.Resends == 0 || r.InFlightAtKill == 0 {
+		tb.Errorf("the run did not exercise reconnects (%d), resends (%d) and messages in flight at a kill (%d)", r.Reconnects, r.Resends, r.InFlightAtKill)
 	}
 }
 
@@ -1317,15 +1313,15 @@ func oracleLogTail(s *stack, tenantID string) string {
 }
 
 // ciOracle is the oracle's size in `make test`: 544 messages in 32 chats (8 agents of 4 chats)
-// planned over 12 s, a connection dropped every 10 s on average per client, one SIGKILL; about a
-// minute on two busy cores.
-var ciOracle = oracleConfig{Chats: 32, ChatsPerAgent: 4, PerSide: 8, Traffic: 12 * time.Second, Kills: 1,
+// planned over 12 s, a connection dropped every 10 s on average per client, one SIGKILL after a
+// 0.5 s freeze; under a minute on two busy cores.
+var ciOracle = oracleConfig{Chats: 32, ChatsPerAgent: 4, PerSide: 8, Traffic: 12 * time.Second, Kills: 1, Freeze: 500 * time.Millisecond,
 	Window: 2, RESTShare: 0.15, ConnLife: 10 * time.Second, Drain: 90 * time.Second, Seed: 3}
 
 // fullOracle is the oracle's size in `make bench`: 200 chats (40 agents of 5 chats each, within
 // the pro plan's 50 users and an agent's default capacity of 5 chats), 2,600 messages planned over
-// 60 s, a connection dropped every 20 s on average per client, two SIGKILLs.
-var fullOracle = oracleConfig{Chats: 200, ChatsPerAgent: 5, PerSide: 6, Traffic: 60 * time.Second, Kills: 2,
+// 60 s, a connection dropped every 20 s on average per client, two SIGKILLs after 1 s freezes.
+var fullOracle = oracleConfig{Chats: 200, ChatsPerAgent: 5, PerSide: 6, Traffic: 60 * time.Second, Kills: 2, Freeze: time.Second,
 	Window: 2, RESTShare: 0.15, ConnLife: 20 * time.Second, Drain: 10 * time.Minute, Seed: 3}
 
 // TestOracleLosslessRealtime is issue 3's proof at CI size: with concurrent senders over
