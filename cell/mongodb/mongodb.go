@@ -52,13 +52,21 @@ type Store struct {
 	foreignReads atomic.Int64
 }
 
+// DefaultTimeout bounds every database operation of a cell (10 s) unless the URI sets its own
+// "timeoutMS" (the driver's client-side operation timeout).
+const DefaultTimeout = 10 * time.Second
+
 // Open connects to uri and returns the store of tenantID in database dbName. It does not create
 // indexes; call EnsureIndexes.
 func Open(ctx context.Context, uri, dbName, tenantID string) (*Store, error) {
 	if tenantID == "" {
 		return nil, errors.New("mongodb: tenantID is required")
 	}
-	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetTimeout(10 * time.Second))
+	opts := options.Client().ApplyURI(uri)
+	if opts.Timeout == nil { // the URI's timeoutMS, when given, wins
+		opts.SetTimeout(DefaultTimeout)
+	}
+	client, err := mongo.Connect(opts)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: connect: %w", err)
 	}

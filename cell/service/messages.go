@@ -120,8 +120,13 @@ func (s *Service) maySend(p cell.Principal, chat cell.Chat, private bool) error 
 // append assigns the next seq, inserts msg and publishes it to the chat's room, all under the
 // chat's lock, so every subscriber receives a chat's messages in seq order, and re-checks under
 // that lock that the sender may still write (a resolve may have won the lock first). If the same
-// clientMsgId was stored first, msg is replaced by the stored one, nothing is published and
+// clientMsgId was stored first, msg is replaced by the stored one, nothing new is stored and
 // replayed is true; a clientMsgId another sender used is a conflict.
+//
+// An insert that fails other than by a duplicate key (a driver timeout, say) has an unknown
+// outcome: the database may have committed it all the same. The stream is then reloaded before
+// the next append, and any seq stored but not published is published from the store before a
+// higher one (publishStored), so the live stream never skips a seq.
 func (s *Service) append(ctx context.Context, p cell.Principal, msg *cell.Message) (replayed bool, err error) {
 	st := s.lockChat(msg.ChatID)
 	defer s.unlockChat(msg.ChatID, st)
@@ -132,33 +137,21 @@ func (s *Service) append(ctx context.Context, p cell.Principal, msg *cell.Messag
 	if err := s.maySend(p, chat, msg.Private); err != nil {
 		return false, err
 	}
-	last, loaded := &st.last, &st.loaded
-	if msg.Private {
-		last, loaded = &st.lastNote, &st.noteLoaded
-	}
+	sq := st.stream(msg.Private)
 	for attempt := 0; attempt < maxSeqRetries; attempt++ {
-		if !*loaded {
-			if *last, err = s.lastSeqOf(ctx, chat, msg.Private); err != nil {
-				return false, err
-			}
-			*loaded = true
+		if err := s.loadStream(ctx, chat, sq, msg.Private); err != nil {
+			return false, err
 		}
-		msg.Seq = *last + 1
+		msg.Seq = sq.last + 1
 		err = s.store.InsertMessage(ctx, msg)
 		if err == nil {
-			*last = msg.Seq
-			if msg.Private {
-				// Notes go to staff members following the chat only; never to the visitor.
-				_ = s.hub.PublishTo(realtime.ChatRoom(s.cfg.TenantID, chat.ID), MessageEvent{Type: "note", Message: *msg}, false, nil, staffOnly)
-				return false, nil
-			}
-			s.noteLast(chat.ID, msg.Seq, preview(msg), msg.CreatedAt)
-			// Publishing never blocks (bounded outboxes), so holding the lock here is cheap.
-			_ = s.hub.Publish(realtime.ChatRoom(s.cfg.TenantID, chat.ID), MessageEvent{Type: "message", Message: *msg}, false, nil)
-			s.afterMessage(ctx, chat, msg)
+			sq.last = msg.Seq
+			s.publishStored(ctx, &chat, sq, msg.Private, msg)
 			return false, nil
 		}
 		if cell.ErrorCode(err) != cell.EConflict {
+			sq.loaded = false
+			s.markBehind(chat.ID)
 			return false, err
 		}
 		if prev, perr := s.store.MessageByClientID(ctx, chat.ID, msg.ClientMsgID, msg.Private); perr == nil {
@@ -166,11 +159,149 @@ func (s *Service) append(ctx context.Context, p cell.Principal, msg *cell.Messag
 				return false, cell.Errorf(cell.EConflict, "clientMsgId %q is already used in this chat by someone else", msg.ClientMsgID)
 			}
 			*msg = prev
+			// The first attempt may have been stored without being published (its answer was
+			// lost): publish up to it now rather than at the next flush tick.
+			if sq.loaded && prev.Seq <= sq.last {
+				s.publishStored(ctx, &chat, sq, msg.Private, nil)
+			}
 			return true, nil
 		}
-		*loaded = false // another process took the seq: reload and retry
+		sq.loaded = false // another process took the seq: reload and retry
 	}
 	return false, errors.New("service: could not assign a message seq after retries")
+}
+
+// stream returns the chat's message stream (private false) or note stream (private true).
+func (st *chatLock) stream(private bool) *seqStream {
+	if private {
+		return &st.notes
+	}
+	return &st.msgs
+}
+
+// loadStream (re)reads the stream's highest stored seq when it is not loaded. The first load of
+// this lock entry also takes it as the published seq: what was stored before this process
+// touched the chat reaches clients by their resume, not by this hub.
+func (s *Service) loadStream(ctx context.Context, chat cell.Chat, sq *seqStream, private bool) error {
+	if sq.loaded {
+		return nil
+	}
+	last, err := s.lastSeqOf(ctx, chat, private)
+	if err != nil {
+		return err
+	}
+	sq.last, sq.loaded = last, true
+	if !sq.pubKnown {
+		sq.published, sq.pubKnown = last, true
+	}
+	return nil
+}
+
+// publishStored publishes, in seq order and under the chat's lock, the stream's stored seqs after
+// the last published one up to sq.last; stored, when not nil, is the message with seq sq.last,
+// just inserted, so it need not be read back. If a seq cannot be read, publishing stops before
+// it (never out of order) and the chat is left to the flush tick (markBehind). It reports whether
+// the stream is fully published.
+func (s *Service) publishStored(ctx context.Context, chat *cell.Chat, sq *seqStream, private bool, stored *cell.Message) bool {
+	if !sq.pubKnown || sq.published >= sq.last {
+		return true
+	}
+	upTo := sq.last
+	if stored != nil {
+		upTo--
+	}
+	if upTo > sq.published {
+		got, err := s.store.MessagesInRange(ctx, chat.ID, sq.published, upTo, private)
+		if err != nil {
+			s.log.Warn("stored messages not published yet", "chatId", chat.ID, "after", sq.published, "error", err)
+		}
+		for _, m := range got {
+			s.publishOne(ctx, chat, sq, m, true)
+		}
+		if sq.published < upTo {
+			s.markBehind(chat.ID)
+			return false
+		}
+	}
+	if stored != nil {
+		s.publishOne(ctx, chat, sq, *stored, false)
+	}
+	return true
+}
+
+// publishOne publishes one stored message or note (m.Seq = sq.published+1) and records what it
+// changes on the chat. recovered marks a message read back from the store rather than just
+// inserted by this call: its webhook event is stored here, since the send that stored it
+// returned an error (the event id is deterministic, so a second store is a no-op).
+func (s *Service) publishOne(ctx context.Context, chat *cell.Chat, sq *seqStream, m cell.Message, recovered bool) {
+	sq.published = m.Seq
+	room := realtime.ChatRoom(s.cfg.TenantID, chat.ID)
+	if m.Private {
+		// Notes go to staff members following the chat only; never to the visitor.
+		_ = s.hub.PublishTo(room, MessageEvent{Type: "note", Message: m}, false, nil, staffOnly)
+		return
+	}
+	s.noteLast(chat.ID, m.Seq, preview(&m), m.CreatedAt)
+	// Publishing never blocks (bounded outboxes), so holding the lock here is cheap.
+	_ = s.hub.Publish(room, MessageEvent{Type: "message", Message: m}, false, nil)
+	s.afterMessage(ctx, chat, &m)
+	if recovered {
+		s.emit(ctx, "message.created", "message.created:"+m.ID, m)
+	}
+}
+
+// markBehind records that chatID may have stored seqs this process has not published.
+func (s *Service) markBehind(chatID string) {
+	s.seqsMu.Lock()
+	s.behind[chatID] = true
+	s.seqsMu.Unlock()
+}
+
+// catchUp publishes, for every chat marked behind, what was stored but not published, reloading
+// both streams from the store. A chat stays marked until it is fully published.
+func (s *Service) catchUp(ctx context.Context) {
+	s.seqsMu.Lock()
+	ids := make([]string, 0, len(s.behind))
+	for id := range s.behind {
+		ids = append(ids, id)
+	}
+	s.seqsMu.Unlock()
+	for _, id := range ids {
+		st := s.lockChat(id)
+		done := s.catchUpChat(ctx, id, st)
+		if done {
+			s.seqsMu.Lock()
+			delete(s.behind, id)
+			s.seqsMu.Unlock()
+		}
+		s.unlockChat(id, st)
+	}
+}
+
+// catchUpChat is catchUp for one chat, under its lock; it reports whether both streams are fully
+// published.
+func (s *Service) catchUpChat(ctx context.Context, chatID string, st *chatLock) bool {
+	chat, err := s.store.Chat(ctx, chatID)
+	if cell.ErrorCode(err) == cell.ENotFound {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	done := true
+	for _, private := range []bool{false, true} {
+		sq := st.stream(private)
+		if !sq.pubKnown {
+			continue
+		}
+		sq.loaded = false
+		if err := s.loadStream(ctx, chat, sq, private); err != nil {
+			done = false
+			continue
+		}
+		done = s.publishStored(ctx, &chat, sq, private, nil) && done
+	}
+	return done
 }
 
 // lastSeq returns the highest stored message seq of chat: the recorded lastSeq, then probing
@@ -355,13 +486,13 @@ func (s *Service) flushLast(ctx context.Context) {
 
 // afterMessage records, under the chat's lock, what a message changes on the chat besides its
 // seq: the first response time (the first agent message after an accept).
-func (s *Service) afterMessage(ctx context.Context, chat cell.Chat, msg *cell.Message) {
+func (s *Service) afterMessage(ctx context.Context, chat *cell.Chat, msg *cell.Message) {
 	if msg.From.Role == cell.RoleVisitor || chat.FirstResponseAt != nil || chat.AcceptedAt == nil {
 		return
 	}
 	at := msg.CreatedAt
 	chat.FirstResponseAt = &at
-	if err := s.store.ReplaceChat(ctx, &chat); err != nil {
+	if err := s.store.ReplaceChat(ctx, chat); err != nil {
 		s.log.Warn("first response time not recorded", "chatId", chat.ID, "error", err)
 	}
 }
@@ -379,6 +510,7 @@ func (s *Service) Run(ctx context.Context) {
 	for {
 		select {
 		case <-t.C:
+			s.catchUp(ctx)
 			s.flushLast(ctx)
 		case <-timers.C:
 			s.sweepTimers(ctx)

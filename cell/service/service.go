@@ -46,6 +46,9 @@ type Service struct {
 	now    func() time.Time
 	seqsMu sync.Mutex
 	seqs   map[string]*chatLock
+	// behind holds the chats with a stored seq this process may not have published yet (an
+	// append whose outcome was unknown); the flush tick publishes them. Guarded by seqsMu.
+	behind map[string]bool
 	lastMu sync.Mutex
 	last   map[string]lastNote
 	// agentsMu serialises user creation so the plan's MaxAgents holds under concurrency.
@@ -108,20 +111,32 @@ func marshalFrame(v any) ([]byte, error) { return json.Marshal(v) }
 // and a state check made outside the lock could let a message in after a resolve. Between
 // processes, the unique indexes (seq, clientMsgId, accept claim) still arbitrate.
 type chatLock struct {
-	mu     sync.Mutex
-	last   int64 // the chat's highest seq, valid when loaded
+	mu sync.Mutex
+	// msgs and notes are this process's view of the chat's two seq streams.
+	msgs, notes seqStream
+	closed      bool // the chat is resolved: drop the entry when unused
+	refs        int  // holders and waiters, guarded by Service.seqsMu
+}
+
+// seqStream is what this process knows of one of a chat's seq streams (its messages or its
+// notes): the highest stored seq, and the highest seq it published to its hub. Publishing is
+// strictly in seq order: a seq is published only after every lower one, so a subscriber never
+// sees a gap it must repair (DESIGN.md §6).
+type seqStream struct {
+	last   int64 // the highest stored seq, valid when loaded
 	loaded bool
-	// lastNote and noteLoaded are the same for the chat's private notes.
-	lastNote   int64
-	noteLoaded bool
-	closed     bool // the chat is resolved: drop the entry when unused
-	refs       int  // holders and waiters, guarded by Service.seqsMu
+	// published is the highest seq published to this process's hub, valid when pubKnown. It
+	// survives reloads of last: a seq stored by another replica, or by an insert of this process
+	// whose answer was lost (a driver timeout while the database still committed it), is
+	// published from the store before any higher one.
+	published int64
+	pubKnown  bool
 }
 
 // New returns the service of the cell configured by cfg.
 func New(cfg cell.Config, store *mongodb.Store, blob *s3blob.Blob, hub *realtime.Hub, authority *auth.Authority, log *slog.Logger) *Service {
 	return &Service{cfg: cfg, store: store, blob: blob, hub: hub, auth: authority, log: log, now: func() time.Time { return time.Now().UTC() },
-		seqs: map[string]*chatLock{}, last: map[string]lastNote{}, users: map[string]cachedUser{}, presence: map[string]*presence{},
+		seqs: map[string]*chatLock{}, behind: map[string]bool{}, last: map[string]lastNote{}, users: map[string]cachedUser{}, presence: map[string]*presence{},
 		routeKick: make(chan struct{}, 1), lastQueue: map[string]QueueStatus{}}
 }
 

@@ -22,9 +22,10 @@ import (
 
 // Server is a running embedded FerretDB listening on a loopback TCP address.
 type Server struct {
-	uri    string
-	cancel context.CancelFunc
-	done   chan struct{}
+	uri     string
+	cancel  context.CancelFunc
+	done    chan struct{}
+	indexer chan struct{} // closed when the IDIndexer has stopped
 }
 
 // Start starts FerretDB with its SQLite files under dir (created with mode 0700 if missing) and
@@ -73,6 +74,12 @@ func Start(dir, addr string, logger *slog.Logger) (*Server, error) {
 		cancel()
 		return nil, err
 	}
+	// FerretDB's point reads by _id never use its own index (see IDIndexer): add the one they can.
+	s.indexer = make(chan struct{})
+	go func() {
+		defer close(s.indexer)
+		NewIDIndexer(abs, logger).Run(ctx)
+	}()
 	return s, nil
 }
 
@@ -82,9 +89,12 @@ func (s *Server) URI() string { return s.uri }
 // Close stops the server and waits (at most 10 s) until its listener and backend are closed.
 func (s *Server) Close() {
 	s.cancel()
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
+	deadline := time.After(10 * time.Second)
+	for _, ch := range []chan struct{}{s.done, s.indexer} {
+		select {
+		case <-ch:
+		case <-deadline:
+		}
 	}
 }
 
