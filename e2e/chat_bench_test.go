@@ -13,15 +13,14 @@ package e2e
 // b.ReportMetric; each also prints a summary table. Sizes default to the issue's and can be made
 // smaller for development with environment variables (see cbSizes). Two more switches:
 // ATENDE_BENCH_SETUP=api opens and accepts BenchmarkChatLoad's chats through the API instead of
-// writing them to the database, and ATENDE_BENCH_ID_INDEX=1 runs BenchmarkChatLoad with the
-// proposed FerretDB index fix applied (addIDIndexes; BenchmarkHistoryPage always measures both).
+// writing them to the database. (The embedded FerretDB adds the `_id` index its point reads use,
+// ferret.IDIndexer, so every figure is with it.)
 //
 // Run one alone with e.g. `go test -run '^$' -bench ChatLoad -benchtime 1x -timeout 60m ./e2e`.
 
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -45,7 +44,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	_ "modernc.org/sqlite" // addIDIndexes: the proposed FerretDB index fix, measured
 )
 
 // cbSizes are the benchmark sizes: the issue's by default, each overridable by an environment
@@ -574,19 +572,12 @@ func (r stepResult) held() bool {
 // the warm-up and after each step it waits until the cell has written every chat's lastSeq hint
 // (settle), so no step starts inside the previous one's flush; the table shows how long that
 // took.
-//
-// ATENDE_BENCH_ID_INDEX=1 first adds the `_id` expression index FerretDB's point reads can use
-// to the tenant's SQLite file (see addIDIndexes): the proposed fix, measured.
 func BenchmarkChatLoad(b *testing.B) {
 	for range b.N {
 		n := cbSizes.Chats
 		setupStart := time.Now()
 		t := cbNewTenant(b, "acme")
 		cellPid := cellPID(b, t.tn.ID)
-		withIndex := os.Getenv("ATENDE_BENCH_ID_INDEX") == "1"
-		if withIndex {
-			addIDIndexes(b, t)
-		}
 
 		// Agents: capacity 50 (cell.MaxCapacity) each, so 50 chats per agent; one socket per agent
 		// follows all its chats (realtime.MaxRoomsPerClient is 64).
@@ -645,9 +636,6 @@ func BenchmarkChatLoad(b *testing.B) {
 		}
 		tAccepts := time.Since(t0)
 		sortDurations(acceptLat)
-		if withIndex {
-			addIDIndexes(b, t) // collections created since (visitors, claims)
-		}
 
 		rec := &loadRecorder{base: time.Now(), step: -1, errs: map[string]int{}}
 		t0 = time.Now()
@@ -1056,12 +1044,8 @@ func BenchmarkChatLoad(b *testing.B) {
 				lat...),
 				f1(r.cellCores*100), f1(r.cpCores*100), f1(r.benchCores*100), verdict, flush, strings.Join(errs, " ")))
 		}
-		fix := ""
-		if withIndex {
-			fix = ", WITH the '$._id' SQLite index (proposed fix)"
-		}
-		cbTable(fmt.Sprintf("BenchmarkChatLoad: %d chats, %d agents × %d chats, %d s per step (+%d s warm-up), p99 budget %v%s; held %d msgs/s",
-			n, nAgents, perAgent, cbSizes.StepSeconds, cbSizes.WarmSeconds, p99Budget, fix, held),
+		cbTable(fmt.Sprintf("BenchmarkChatLoad: %d chats, %d agents × %d chats, %d s per step (+%d s warm-up), p99 budget %v; held %d msgs/s",
+			n, nAgents, perAgent, cbSizes.StepSeconds, cbSizes.WarmSeconds, p99Budget, held),
 			[]string{"offered msgs/s", "delivered msgs/s", "sent", "unanswered", "refused", "p50 ms", "p95 ms", "p99 ms", "max ms", "cell cpu %", "controlplane cpu %", "bench cpu %", "verdict", "lastSeq flush after", "errors"}, rows)
 		chatsRow := []string{"visitor sessions (API)", f1(tChats.Seconds()), fmt.Sprintf("%d visitor sessions", n)}
 		acceptRow := []string{"active chats written to the database", f1(tAccepts.Seconds()), fmt.Sprintf("%d chats, %d per agent, with their slot and assignment claims", n, perAgent)}
@@ -1134,45 +1118,6 @@ func seedActiveChats(tb testing.TB, t *cbTenant, visitors []cbVisitor, agents []
 			if _, err := db.Collection(set.coll).InsertMany(ctx, set.docs[i:min(i+500, len(set.docs))]); err != nil {
 				tb.Fatalf("seeding %s: %v", set.coll, err)
 			}
-		}
-	}
-}
-
-// addIDIndexes applies the proposed fix for FerretDB v1's point reads to the tenant's SQLite
-// file, for measuring it: FerretDB's SQLite backend pushes `{_id: <string>}` down as
-// `WHERE _ferretdb_sjson->'$._id' = ?` (backends/sqlite/collection.go, Query, UpdateAll,
-// DeleteAll) but creates the `_id_` index on `_ferretdb_sjson->"_id"`; SQLite uses an expression
-// index only for the identical expression, so every point read, update and delete by _id scans
-// the table and parses the JSON of every row (EXPLAIN QUERY PLAN: "SCAN"). This adds a unique
-// index on the exact pushed-down expression to every collection table of the tenant (SQLite then
-// answers "SEARCH … USING INDEX"). FerretDB does not know about the index; it is dropped with the
-// table.
-func addIDIndexes(tb testing.TB, t *cbTenant) {
-	tb.Helper()
-	files, _ := filepath.Glob(filepath.Join(t.s.dataDir, "*", "t_"+t.tn.ID+".sqlite"))
-	if len(files) != 1 {
-		tb.Fatalf("tenant SQLite file: found %v", files)
-	}
-	db, err := sql.Open("sqlite", "file:"+files[0]+"?_pragma=busy_timeout(20000)")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer db.Close()
-	rows, err := db.Query(`SELECT table_name FROM _ferretdb_collections`)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var tables []string
-	for rows.Next() {
-		var name string
-		_ = rows.Scan(&name)
-		tables = append(tables, name)
-	}
-	rows.Close()
-	for _, table := range tables {
-		q := fmt.Sprintf(`CREATE UNIQUE INDEX IF NOT EXISTS %q ON %q (_ferretdb_sjson->'$._id')`, table+"__id_path", table)
-		if _, err := db.Exec(q); err != nil {
-			tb.Fatalf("%s: %v", q, err)
 		}
 	}
 }
@@ -1298,8 +1243,7 @@ func BenchmarkAcceptRace(b *testing.B) {
 // S, plus the newest page (S = lastSeq-50), which is what a console opening a chat reads; and,
 // as a baseline, one message read by _id straight from the database. The first cbOneByOne
 // messages are inserted one InsertOne at a time, as the cell's append does, to compare with
-// InsertMany (the case for batching inserts). Last, it adds the `_id` index FerretDB's point
-// reads can use (addIDIndexes, the proposed fix) and measures again.
+// InsertMany (the case for batching inserts).
 func BenchmarkHistoryPage(b *testing.B) {
 	for range b.N {
 		t := cbNewTenant(b, "acme")
@@ -1447,10 +1391,6 @@ func BenchmarkHistoryPage(b *testing.B) {
 		large := measure(recent)
 		seedRate := float64(seeded-seededOne) / (seedTime - seedOneTime).Seconds()
 		seedOneRate := float64(seededOne) / seedOneTime.Seconds()
-		fixStart := time.Now()
-		addIDIndexes(b, t)
-		indexTook := time.Since(fixStart)
-		fixed := measure(recent)
 
 		b.ReportMetric(ms(percentile(large.random, 50)), "page-p50-ms")
 		b.ReportMetric(ms(percentile(large.random, 99)), "page-p99-ms")
@@ -1461,14 +1401,12 @@ func BenchmarkHistoryPage(b *testing.B) {
 		b.ReportMetric(seedRate, "seed-msgs/s")
 		b.ReportMetric(seedOneRate, "insertone-msgs/s")
 		b.ReportMetric(seedTime.Seconds(), "seed-s")
-		b.ReportMetric(ms(percentile(fixed.random, 50)), "fixed-page-p50-ms")
-		b.ReportMetric(ms(percentile(fixed.random, 99)), "fixed-page-p99-ms")
 		row := func(label string, d []time.Duration) []string {
 			return []string{label, strconv.Itoa(len(d)), f1(ms(percentile(d, 50))), f1(ms(percentile(d, 99))), f1(ms(percentile(d, 100)))}
 		}
-		failures := fmt.Sprintf("failed requests: small tenant %d, oldest chat %d, recent chat %d, with the index %d", small.failed, old.failed, large.failed, fixed.failed)
-		cbTable(fmt.Sprintf("BenchmarkHistoryPage: 50-message pages of one chat holding %d messages; seeding %d messages took %.1f s (InsertOne %.0f msgs/s for the first %d, InsertMany × 1,000 %.0f msgs/s); adding the '$._id' indexes took %.1f s; %s",
-			perChat, seeded, seedTime.Seconds(), seedOneRate, seededOne, seedRate, indexTook.Seconds(), failures),
+		failures := fmt.Sprintf("failed requests: small tenant %d, oldest chat %d, recent chat %d", small.failed, old.failed, large.failed)
+		cbTable(fmt.Sprintf("BenchmarkHistoryPage: 50-message pages of one chat holding %d messages; seeding %d messages took %.1f s (InsertOne %.0f msgs/s for the first %d, InsertMany × 1,000 %.0f msgs/s); %s",
+			perChat, seeded, seedTime.Seconds(), seedOneRate, seededOne, seedRate, failures),
 			[]string{"tenant holds", "request", "count", "p50 ms", "p99 ms", "max ms"}, [][]string{
 				append([]string{strconv.Itoa(smallTenant)}, row("random since", small.random)...),
 				append([]string{strconv.Itoa(smallTenant)}, row("newest", small.newest)...),
@@ -1479,9 +1417,6 @@ func BenchmarkHistoryPage(b *testing.B) {
 				append([]string{strconv.Itoa(seeded)}, row("recent chat: random since", large.random)...),
 				append([]string{strconv.Itoa(seeded)}, row("recent chat: newest", large.newest)...),
 				append([]string{strconv.Itoa(seeded)}, row("recent chat: one message by _id (no cell)", large.direct)...),
-				append([]string{strconv.Itoa(seeded)}, row("recent chat: random since, with the '$._id' index (proposed fix)", fixed.random)...),
-				append([]string{strconv.Itoa(seeded)}, row("recent chat: newest, with the '$._id' index", fixed.newest)...),
-				append([]string{strconv.Itoa(seeded)}, row("recent chat: one message by _id, with the '$._id' index (no cell)", fixed.direct)...),
 			})
 		t.s.stop()
 	}

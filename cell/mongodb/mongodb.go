@@ -50,6 +50,11 @@ type Store struct {
 	offline     *mongo.Collection
 
 	foreignReads atomic.Int64
+	// msgBatch and noteBatch group concurrent message and note inserts (see batcher); stop ends
+	// their workers when the store is closed.
+	msgBatch, noteBatch *batcher
+	stop                chan struct{}
+	stopOnce            sync.Once
 }
 
 // DefaultTimeout bounds every database operation of a cell (10 s) unless the URI sets its own
@@ -71,7 +76,7 @@ func Open(ctx context.Context, uri, dbName, tenantID string) (*Store, error) {
 		return nil, fmt.Errorf("mongodb: connect: %w", err)
 	}
 	db := client.Database(dbName)
-	return &Store{
+	st := &Store{
 		client: client, tenantID: tenantID,
 		users: db.Collection("users"), visitors: db.Collection("visitors"), chats: db.Collection("chats"),
 		messages: db.Collection("messages"), attachments: db.Collection("attachments"),
@@ -79,7 +84,11 @@ func Open(ctx context.Context, uri, dbName, tenantID string) (*Store, error) {
 		settings: db.Collection("settings"), audit: db.Collection("audit"),
 		notes: db.Collection("notes"), departments: db.Collection("departments"),
 		canned: db.Collection("canned"), offline: db.Collection("offline_messages"),
-	}, nil
+		stop: make(chan struct{}),
+	}
+	st.msgBatch = newBatcher(st.messages, "message", st.stop)
+	st.noteBatch = newBatcher(st.notes, "message", st.stop)
+	return st, nil
 }
 
 // Database returns the tenant's database handle, for components that keep their own
@@ -87,7 +96,10 @@ func Open(ctx context.Context, uri, dbName, tenantID string) (*Store, error) {
 func (s *Store) Database() *mongo.Database { return s.chats.Database() }
 
 // Close disconnects from the server.
-func (s *Store) Close(ctx context.Context) error { return s.client.Disconnect(ctx) }
+func (s *Store) Close(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	return s.client.Disconnect(ctx)
+}
 
 // Ping checks that the server answers.
 func (s *Store) Ping(ctx context.Context) error { return s.client.Ping(ctx, nil) }
@@ -370,15 +382,18 @@ func (s *Store) Claim(ctx context.Context, id, holder string) (winner string, wo
 // unique _id makes seq arbitration an insert, and a history page a run of point reads.
 func MessageID(chatID string, seq int64) string { return fmt.Sprintf("%s:%012d", chatID, seq) }
 
-// InsertMessage stores m under MessageID(m.ChatID, m.Seq). A duplicate seq or clientMsgId in the
-// chat returns conflict and stores nothing; MessageByClientID tells them apart.
+// InsertMessage stores m under MessageID(m.ChatID, m.Seq) and returns once it is committed; inserts
+// that arrive together are committed in one batch (see batcher). A duplicate seq or clientMsgId
+// in the chat returns conflict and stores nothing; MessageByClientID tells them apart. If ctx
+// ends first the outcome is unknown (the message may still be stored).
 func (s *Store) InsertMessage(ctx context.Context, m *cell.Message) error {
 	m.TenantID = s.tenantID
 	m.ID = MessageID(m.ChatID, m.Seq)
 	if m.Private {
 		m.ID = "n:" + m.ID
+		return s.noteBatch.insert(ctx, *m) // a copy: the caller may reuse m once it returns
 	}
-	return s.insert(ctx, s.thread(m.Private), m, "message")
+	return s.msgBatch.insert(ctx, *m)
 }
 
 // thread returns the collection of a chat's messages (private false) or notes (private true).

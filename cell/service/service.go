@@ -51,6 +51,7 @@ type Service struct {
 	behind map[string]bool
 	lastMu sync.Mutex
 	last   map[string]lastNote
+	hintAt map[string]time.Time // when each chat's hint was last written, guarded by lastMu
 	// agentsMu serialises user creation so the plan's MaxAgents holds under concurrency.
 	agentsMu sync.Mutex
 
@@ -136,7 +137,7 @@ type seqStream struct {
 // New returns the service of the cell configured by cfg.
 func New(cfg cell.Config, store *mongodb.Store, blob *s3blob.Blob, hub *realtime.Hub, authority *auth.Authority, log *slog.Logger) *Service {
 	return &Service{cfg: cfg, store: store, blob: blob, hub: hub, auth: authority, log: log, now: func() time.Time { return time.Now().UTC() },
-		seqs: map[string]*chatLock{}, behind: map[string]bool{}, last: map[string]lastNote{}, users: map[string]cachedUser{}, presence: map[string]*presence{},
+		seqs: map[string]*chatLock{}, behind: map[string]bool{}, last: map[string]lastNote{}, hintAt: map[string]time.Time{}, users: map[string]cachedUser{}, presence: map[string]*presence{},
 		routeKick: make(chan struct{}, 1), lastQueue: map[string]QueueStatus{}}
 }
 

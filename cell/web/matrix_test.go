@@ -981,7 +981,8 @@ func TestCrossTenantMatrix(t *testing.T) {
 	}
 
 	// Snapshot both tenants once the lastSeq hints are flushed.
-	time.Sleep(3 * service.FlushInterval)
+	a.svc.FlushHints(context.Background())
+	b.svc.FlushHints(context.Background())
 	mc, err := mongo.Connect(options.Client().ApplyURI(mongoURI).SetTimeout(10 * time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -1001,7 +1002,8 @@ func TestCrossTenantMatrix(t *testing.T) {
 	// Nothing may be written anywhere: compared when the test ends, however it ends (a cleanup
 	// runs after a t.Fatal too), while the cells still run.
 	t.Cleanup(func() {
-		time.Sleep(3 * service.FlushInterval)
+		a.svc.FlushHints(context.Background())
+		b.svc.FlushHints(context.Background())
 		for _, m := range []*mxCell{a, b} {
 			after := mxSnapshot(t, mc, s3c, m)
 			for _, d := range mxDiff(before[m], after) {

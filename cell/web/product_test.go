@@ -339,7 +339,7 @@ func TestLifecycleReopenAbandonAndTimers(t *testing.T) {
 	_, active := tc.newVisitorChat("a")
 	tc.do("POST", "/api/chat/"+active.ID+"/accept", admin, nil, nil)
 	_, queued := tc.newVisitorChat("q")
-	time.Sleep(3 * service.FlushInterval)
+	tc.svc.FlushHints(context.Background())
 	tc.svc.SetClock(func() time.Time { return base.Add(31*time.Minute + 32*time.Minute) })
 	tc.svc.SweepTimers(context.Background())
 	tc.do("GET", "/api/chats/"+queued.ID, admin, nil, &got)

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"fmt"
 	"io"
@@ -302,7 +303,7 @@ func TestChatStateSurvivesConcurrentWrites(t *testing.T) {
 		}
 		burst(visitor, chat.ID, "post-", &wg)
 		wg.Wait()
-		time.Sleep(3 * service.FlushInterval)
+		tc.svc.FlushHints(context.Background())
 		var got cell.Chat
 		tc.do("GET", "/api/chats/"+chat.ID, agent, nil, &got)
 		if got.Status != cell.ChatActive || got.AgentID != "agent-1" {
@@ -314,7 +315,7 @@ func TestChatStateSurvivesConcurrentWrites(t *testing.T) {
 			t.Fatalf("resolve: %d", st)
 		}
 		wg.Wait()
-		time.Sleep(3 * service.FlushInterval)
+		tc.svc.FlushHints(context.Background())
 		tc.do("GET", "/api/chats/"+chat.ID, agent, nil, &got)
 		if got.Status != cell.ChatResolved || got.ResolvedAt == nil {
 			t.Fatalf("round %d: resolve answered 200, chat is now %s", round, got.Status)
