@@ -138,6 +138,7 @@ func (s *Service) newOrReopened(ctx context.Context, p cell.Principal, departmen
 	if err != nil {
 		return cell.Chat{}, false, err
 	}
+	s.dirNote(chat)
 	if err := s.store.SetVisitorLastChat(ctx, p.Subject, chat.ID); err != nil {
 		s.log.Warn("visitor last chat not recorded", "chatId", chat.ID, "error", err)
 	}
@@ -462,6 +463,7 @@ func (s *Service) mutateChat(ctx context.Context, id string, fn func(c *cell.Cha
 	if err := s.store.ReplaceChat(ctx, &c); err != nil {
 		return cell.Chat{}, err
 	}
+	s.dirNote(c)
 	if before.Open() && !c.Status.Open() {
 		st.closed = true
 	} else if !before.Open() && c.Status.Open() {

@@ -498,6 +498,7 @@ func (s *Service) flushLast(ctx context.Context, force bool) {
 			}
 			s.hintAt[chatID] = now
 			s.lastMu.Unlock()
+			s.dirActivity(chatID, n.at)
 		}
 		s.unlockChat(chatID, st)
 	}

@@ -299,7 +299,7 @@ func (s *Service) kickRouting() {
 // with free capacity, oldest chat first, then publishes queue positions to waiting visitors.
 func (s *Service) routeOnce(ctx context.Context) {
 	st := s.settings(ctx)
-	chats, err := s.store.AllChats(ctx)
+	chats, _, err := s.openChats(ctx)
 	if err != nil {
 		s.log.Warn("routing: chats not read", "error", err)
 		return
@@ -313,7 +313,7 @@ func (s *Service) routeOnce(ctx context.Context) {
 		}
 	}
 	load := map[string]int{}
-	var queued []cell.Chat
+	var queued []dirEntry
 	for _, c := range chats {
 		switch c.Status {
 		case cell.ChatActive:
@@ -322,18 +322,29 @@ func (s *Service) routeOnce(ctx context.Context) {
 			queued = append(queued, c)
 		}
 	}
-	online := s.onlineAgents(ctx)
-	for _, c := range queued {
-		if routingOf[c.DepartmentID] != cell.RoutingAuto {
+	var online []cell.User
+	if len(queued) > 0 {
+		online = s.onlineAgents(ctx)
+	}
+	for _, e := range queued {
+		if routingOf[e.DepartmentID] != cell.RoutingAuto {
 			continue
 		}
 		var candidates []cell.User
 		for _, u := range online {
-			if c.DepartmentID == "" || contains(u.Departments, c.DepartmentID) {
+			if e.DepartmentID == "" || contains(u.Departments, e.DepartmentID) {
 				if load[u.ID] < s.capacityOf(ctx, u) {
 					candidates = append(candidates, u)
 				}
 			}
+		}
+		if len(candidates) == 0 {
+			continue
+		}
+		// The directory only names candidates: assign from the stored chat.
+		c, err := s.store.Chat(ctx, e.ID)
+		if err != nil || c.Status != cell.ChatQueued {
+			continue
 		}
 		sort.SliceStable(candidates, func(i, j int) bool { return load[candidates[i].ID] < load[candidates[j].ID] })
 		for _, u := range candidates {
@@ -359,15 +370,9 @@ type QueueStatus struct {
 // queueStatuses computes the QueueStatus of every queued chat: positions count the older queued
 // chats of the same department.
 func (s *Service) queueStatuses(ctx context.Context) (map[string]QueueStatus, error) {
-	chats, err := s.store.AllChats(ctx)
+	chats, waits, err := s.openChats(ctx)
 	if err != nil {
 		return nil, err
-	}
-	var waits []float64
-	for i := len(chats) - 1; i >= 0 && len(waits) < 50; i-- {
-		if c := chats[i]; c.AcceptedAt != nil {
-			waits = append(waits, c.AcceptedAt.Sub(c.CreatedAt).Seconds())
-		}
 	}
 	median := Median(waits)
 	agents := max(1, len(s.onlineAgents(ctx)))
@@ -609,16 +614,30 @@ const routeEvery = 2 * time.Second
 //     between the claim and the chat update) is assigned to the claim's holder (rolled forward).
 func (s *Service) sweepTimers(ctx context.Context) {
 	st := s.settings(ctx)
-	chats, err := s.store.AllChats(ctx)
+	entries, _, err := s.openChats(ctx)
 	if err != nil {
 		return
 	}
 	now := s.now()
-	for _, c := range chats {
+	autoResolve := time.Duration(st.AutoResolveMinutes) * time.Minute
+	abandon := time.Duration(st.AbandonMinutes) * time.Minute
+	for _, e := range entries {
+		// The directory names candidates (its activity time may be older than the chat's);
+		// each is decided on the stored chat with this process's newer hints.
+		switch {
+		case e.Status == cell.ChatActive && st.AutoResolveMinutes > 0 && now.Sub(s.activityOf(e)) > autoResolve:
+		case e.Status == cell.ChatQueued:
+		default:
+			continue
+		}
+		c, err := s.store.Chat(ctx, e.ID)
+		if err != nil {
+			continue
+		}
 		c = s.withLast(c)
 		switch c.Status {
 		case cell.ChatActive:
-			if st.AutoResolveMinutes > 0 && now.Sub(c.LastActivityAt) > time.Duration(st.AutoResolveMinutes)*time.Minute {
+			if st.AutoResolveMinutes > 0 && now.Sub(c.LastActivityAt) > autoResolve {
 				if _, err := s.close(ctx, c.ID, cell.SystemActor); err != nil {
 					s.log.Warn("auto-resolve failed", "chatId", c.ID, "error", err)
 				}
@@ -631,13 +650,25 @@ func (s *Service) sweepTimers(ctx context.Context) {
 			if n := len(c.History); n > 0 {
 				since = c.History[n-1].At
 			}
-			if st.AbandonMinutes > 0 && now.Sub(since) > time.Duration(st.AbandonMinutes)*time.Minute {
+			if st.AbandonMinutes > 0 && now.Sub(since) > abandon {
 				if _, err := s.close(ctx, c.ID, cell.SystemActor); err != nil {
 					s.log.Warn("abandon failed", "chatId", c.ID, "error", err)
 				}
 			}
 		}
 	}
+}
+
+// activityOf is an open chat's last activity as this process knows it: the directory's, or the
+// newer time of a message this process noted since.
+func (s *Service) activityOf(e dirEntry) time.Time {
+	s.lastMu.Lock()
+	n, ok := s.last[e.ID]
+	s.lastMu.Unlock()
+	if ok && n.at.After(e.LastActivityAt) {
+		return n.at
+	}
+	return e.LastActivityAt
 }
 
 // repairAssignment rolls forward an assignment whose claim was won but never recorded (the

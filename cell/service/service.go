@@ -44,6 +44,9 @@ type Service struct {
 	auth   *auth.Authority
 	log    *slog.Logger
 	now    func() time.Time
+	// dir is the open-chat directory (directory.go); dirMu serialises its refreshes.
+	dir    chatDirectory
+	dirMu  sync.Mutex
 	seqsMu sync.Mutex
 	seqs   map[string]*chatLock
 	// behind holds the chats with a stored seq this process may not have published yet (an
