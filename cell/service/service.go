@@ -37,13 +37,13 @@ var clientMsgIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
 
 // Service is the use cases of one cell.
 type Service struct {
-	cfg    cell.Config
-	store  *mongodb.Store
-	blob   *s3blob.Blob
-	hub    *realtime.Hub
-	auth   *auth.Authority
-	log    *slog.Logger
-	now    func() time.Time
+	cfg   cell.Config
+	store *mongodb.Store
+	blob  *s3blob.Blob
+	hub   *realtime.Hub
+	auth  *auth.Authority
+	log   *slog.Logger
+	now   func() time.Time
 	// dir is the open-chat directory (directory.go); dirMu serialises its refreshes.
 	dir    chatDirectory
 	dirMu  sync.Mutex
