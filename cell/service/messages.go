@@ -89,7 +89,7 @@ func (s *Service) SendMessage(ctx context.Context, p cell.Principal, in SendInpu
 // (its ack was lost and the chat has since closed), the stored message, else err.
 func (s *Service) replayOr(ctx context.Context, p cell.Principal, chatID, clientMsgID string, private bool, err error) (cell.Message, bool, error) {
 	if cell.ErrorCode(err) == cell.EConflict || cell.ErrorCode(err) == cell.EForbidden {
-		if prev, perr := s.store.MessageByClientID(ctx, chatID, clientMsgID, private); perr == nil && prev.From.ID == p.Subject {
+		if prev, perr := s.messageByClientID(ctx, chatID, clientMsgID, private, -1); perr == nil && prev.From.ID == p.Subject {
 			return prev, true, nil
 		}
 	}
@@ -154,7 +154,7 @@ func (s *Service) append(ctx context.Context, p cell.Principal, msg *cell.Messag
 			s.markBehind(chat.ID)
 			return false, err
 		}
-		if prev, perr := s.store.MessageByClientID(ctx, chat.ID, msg.ClientMsgID, msg.Private); perr == nil {
+		if prev, perr := s.messageByClientID(ctx, chat.ID, msg.ClientMsgID, msg.Private, sq.lastIfLoaded()); perr == nil {
 			if prev.From.ID != msg.From.ID {
 				return false, cell.Errorf(cell.EConflict, "clientMsgId %q is already used in this chat by someone else", msg.ClientMsgID)
 			}
@@ -169,6 +169,43 @@ func (s *Service) append(ctx context.Context, p cell.Principal, msg *cell.Messag
 		sq.loaded = false // another process took the seq: reload and retry
 	}
 	return false, errors.New("service: could not assign a message seq after retries")
+}
+
+// replayWindow is how many of a chat's newest seqs a replay looks through by point reads before
+// it falls back to a scan (32): a retry is almost always of a message sent moments ago.
+const replayWindow = 32
+
+// messageByClientID finds the chat's message (or note) with clientMsgID: first among the newest
+// replayWindow seqs up to last (-1: the chat's recorded lastSeq, with this process's newer hint),
+// by point reads, then by the store's scan (FerretDB pushes down no filter but _id, so the scan
+// reads every message of the tenant).
+func (s *Service) messageByClientID(ctx context.Context, chatID, clientMsgID string, private bool, last int64) (cell.Message, error) {
+	if last < 0 && !private {
+		if c, err := s.store.Chat(ctx, chatID); err == nil {
+			last = s.withLast(c).LastSeq
+		}
+	}
+	if last > 0 {
+		// The window may end before last (a gap cannot exist, but a seq past a stale hint may):
+		// probe a little past it too.
+		from := max(0, last-replayWindow)
+		if recent, err := s.store.MessagesInRange(ctx, chatID, from, last+4, private); err == nil {
+			for i := len(recent) - 1; i >= 0; i-- {
+				if recent[i].ClientMsgID == clientMsgID {
+					return recent[i], nil
+				}
+			}
+		}
+	}
+	return s.store.MessageByClientID(ctx, chatID, clientMsgID, private)
+}
+
+// lastIfLoaded returns the stream's highest stored seq if known, else -1.
+func (sq *seqStream) lastIfLoaded() int64 {
+	if sq.loaded {
+		return sq.last
+	}
+	return -1
 }
 
 // stream returns the chat's message stream (private false) or note stream (private true).

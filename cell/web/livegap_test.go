@@ -245,3 +245,29 @@ func nextMessage(t *testing.T, c *websocket.Conn) wsFrame {
 	t.Helper()
 	return next(t, c, "message")
 }
+
+// TestRetriesFindOldAndRecentMessages: a retry of a message sent moments ago is found among the
+// newest seqs by point reads, one of a message far back by the store's scan; both answer the
+// stored message (200) and store nothing new.
+func TestRetriesFindOldAndRecentMessages(t *testing.T) {
+	tc := startCell(t, nil)
+	visitor, chat := tc.newVisitorChat("first")
+	for i := 1; i <= 60; i++ {
+		if st := tc.do("POST", "/api/messages", visitor, map[string]string{"chatId": chat.ID, "body": fmt.Sprint("m", i), "clientMsgId": fmt.Sprint("r-", i)}, nil); st != 201 {
+			t.Fatalf("send %d: %d", i, st)
+		}
+	}
+	for _, i := range []int{1, 59} { // seq 2 (outside the newest 32) and seq 60 (inside)
+		var m cell.Message
+		if st := tc.do("POST", "/api/messages", visitor, map[string]string{"chatId": chat.ID, "body": "changed", "clientMsgId": fmt.Sprint("r-", i)}, &m); st != 200 || m.Seq != int64(i+1) || m.Body != fmt.Sprint("m", i) {
+			t.Fatalf("retry of r-%d: status %d, seq %d, body %q; want 200, seq %d, %q", i, st, m.Seq, m.Body, i+1, fmt.Sprint("m", i))
+		}
+	}
+	var h struct {
+		LastSeq int64 `json:"lastSeq"`
+	}
+	tc.do("GET", "/api/chats/"+chat.ID+"/messages?since=0&limit=100", visitor, nil, &h)
+	if h.LastSeq != 61 {
+		t.Fatalf("lastSeq %d after the retries, want 61 (nothing new stored)", h.LastSeq)
+	}
+}
