@@ -374,7 +374,7 @@ func (s *Service) transferNote(ctx context.Context, p cell.Principal, c cell.Cha
 		return
 	}
 	msg := cell.Message{ChatID: c.ID, ClientMsgID: fmt.Sprintf("transfer-%d", len(c.History)), From: p.Author(), Body: note, CreatedAt: s.now(), Private: true}
-	if _, err := s.append(ctx, p, &msg); err != nil {
+	if _, err := s.append(ctx, p, &msg, c, 0); err != nil { // gen 0: read the chat again
 		s.log.Warn("transfer note not stored", "chatId", c.ID, "error", err)
 	}
 }
@@ -460,7 +460,9 @@ func (s *Service) mutateChat(ctx context.Context, id string, fn func(c *cell.Cha
 	if c.Labels == nil {
 		c.Labels = []string{}
 	}
-	if err := s.store.ReplaceChat(ctx, &c); err != nil {
+	err = s.store.ReplaceChat(ctx, &c)
+	s.bumpGen(st) // even on error: the write may have happened
+	if err != nil {
 		return cell.Chat{}, err
 	}
 	s.dirNote(c)

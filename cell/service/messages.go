@@ -46,6 +46,7 @@ func (s *Service) SendMessage(ctx context.Context, p cell.Principal, in SendInpu
 	if in.Private && !p.IsStaff() {
 		return cell.Message{}, false, cell.Errorf(cell.EForbidden, "only agents and tenant-admins write notes")
 	}
+	gen := s.chatGen(in.ChatID) // before the read: append re-reads only if the chat changed since
 	chat, err := s.Chat(ctx, p, in.ChatID)
 	if err != nil {
 		return cell.Message{}, false, err
@@ -75,7 +76,7 @@ func (s *Service) SendMessage(ctx context.Context, p cell.Principal, in SendInpu
 		}
 		msg.Attachment = att.Ref()
 	}
-	replayed, err := s.append(ctx, p, &msg)
+	replayed, err := s.append(ctx, p, &msg, chat, gen)
 	if err != nil {
 		return s.replayOr(ctx, p, chat.ID, in.ClientMsgID, in.Private, err)
 	}
@@ -118,7 +119,10 @@ func (s *Service) maySend(p cell.Principal, chat cell.Chat, private bool) error 
 }
 
 // append assigns the next seq, inserts msg and publishes it to the chat's room, all under the
-// chat's lock, so every subscriber receives a chat's messages in seq order, and re-checks under
+// chat's lock. seen is the chat as the caller read it when the chat's lock generation was gen
+// (chatGen): if no write of this process changed the chat since, seen is used as is, else the
+// chat is read again (one point read saved per message in the common case; writes of other
+// replicas are arbitrated by the unique indexes, as before), so every subscriber receives a chat's messages in seq order, and re-checks under
 // that lock that the sender may still write (a resolve may have won the lock first). If the same
 // clientMsgId was stored first, msg is replaced by the stored one, nothing new is stored and
 // replayed is true; a clientMsgId another sender used is a conflict.
@@ -127,12 +131,14 @@ func (s *Service) maySend(p cell.Principal, chat cell.Chat, private bool) error 
 // outcome: the database may have committed it all the same. The stream is then reloaded before
 // the next append, and any seq stored but not published is published from the store before a
 // higher one (publishStored), so the live stream never skips a seq.
-func (s *Service) append(ctx context.Context, p cell.Principal, msg *cell.Message) (replayed bool, err error) {
+func (s *Service) append(ctx context.Context, p cell.Principal, msg *cell.Message, seen cell.Chat, gen int64) (replayed bool, err error) {
 	st := s.lockChat(msg.ChatID)
 	defer s.unlockChat(msg.ChatID, st)
-	chat, err := s.store.Chat(ctx, msg.ChatID)
-	if err != nil {
-		return false, err
+	chat := seen
+	if gen == 0 || st.gen != gen {
+		if chat, err = s.store.Chat(ctx, msg.ChatID); err != nil {
+			return false, err
+		}
 	}
 	if err := s.maySend(p, chat, msg.Private); err != nil {
 		return false, err
@@ -376,13 +382,32 @@ func (s *Service) lockChat(chatID string) *chatLock {
 	s.seqsMu.Lock()
 	st := s.seqs[chatID]
 	if st == nil {
-		st = &chatLock{}
+		st = &chatLock{gen: s.genSeq.Add(1)}
 		s.seqs[chatID] = st
 	}
 	st.refs++
 	s.seqsMu.Unlock()
 	st.mu.Lock()
 	return st
+}
+
+// chatGen returns the chat's lock generation (0 when this process holds no entry for it). It
+// changes whenever this process writes the chat (bumpGen), and a new entry never reuses one.
+func (s *Service) chatGen(chatID string) int64 {
+	s.seqsMu.Lock()
+	defer s.seqsMu.Unlock()
+	if st := s.seqs[chatID]; st != nil {
+		return st.gen
+	}
+	return 0
+}
+
+// bumpGen marks, under the chat's lock, that this process wrote the chat.
+func (s *Service) bumpGen(st *chatLock) {
+	g := s.genSeq.Add(1)
+	s.seqsMu.Lock()
+	st.gen = g
+	s.seqsMu.Unlock()
 }
 
 // unlockChat releases a lock taken with lockChat. The entry of a closed chat is dropped once
@@ -526,6 +551,7 @@ func (s *Service) flushLast(ctx context.Context, force bool) {
 	for chatID, n := range batch {
 		st := s.lockChat(chatID)
 		err := s.store.RecordLastMessage(ctx, chatID, n.seq, n.preview, n.at)
+		s.bumpGen(st) // even on error: the write may have happened
 		if err != nil {
 			s.log.Warn("chat lastSeq not recorded", "chatId", chatID, "error", err)
 		} else {
@@ -553,7 +579,13 @@ func (s *Service) afterMessage(ctx context.Context, chat *cell.Chat, msg *cell.M
 	}
 	at := msg.CreatedAt
 	chat.FirstResponseAt = &at
-	if err := s.store.ReplaceChat(ctx, chat); err != nil {
+	err := s.store.ReplaceChat(ctx, chat)
+	s.seqsMu.Lock()
+	if st := s.seqs[chat.ID]; st != nil { // held by the caller
+		st.gen = s.genSeq.Add(1)
+	}
+	s.seqsMu.Unlock()
+	if err != nil {
 		s.log.Warn("first response time not recorded", "chatId", chat.ID, "error", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -49,6 +50,7 @@ type Service struct {
 	dirMu  sync.Mutex
 	seqsMu sync.Mutex
 	seqs   map[string]*chatLock
+	genSeq atomic.Int64 // source of chatLock generations
 	// behind holds the chats with a stored seq this process may not have published yet (an
 	// append whose outcome was unknown); the flush tick publishes them. Guarded by seqsMu.
 	behind map[string]bool
@@ -118,8 +120,9 @@ type chatLock struct {
 	mu sync.Mutex
 	// msgs and notes are this process's view of the chat's two seq streams.
 	msgs, notes seqStream
-	closed      bool // the chat is resolved: drop the entry when unused
-	refs        int  // holders and waiters, guarded by Service.seqsMu
+	closed      bool  // the chat is resolved: drop the entry when unused
+	gen         int64 // changes on every write of this process to the chat; guarded by Service.seqsMu
+	refs        int   // holders and waiters, guarded by Service.seqsMu
 }
 
 // seqStream is what this process knows of one of a chat's seq streams (its messages or its
