@@ -137,33 +137,40 @@ func isInsertInto(body []byte, collection string) bool {
 	return len(doc) > 4 && bytes.HasPrefix(doc[4:], want)
 }
 
+// startGapCell starts a cell whose database connection goes through a lostReplyProxy (with a
+// 1.5 s operation timeout), opens a chat, has agent-1 accept it and follow it on a socket.
+func startGapCell(t *testing.T) (tc *testCell, proxy *lostReplyProxy, visitorTok, agentTok string, chat cell.Chat, agent *websocket.Conn) {
+	t.Helper()
+	u, err := url.Parse(mongoURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy = startLostReplyProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	q := u.Query()
+	q.Set("timeoutMS", "1500")
+	u.RawQuery = q.Encode()
+	tc = startCell(t, func(c *cell.Config) { c.MongoURI = u.String() })
+	visitorTok, chat = tc.newVisitorChat("hello")
+	agentTok = tc.token(auth.TypeAccess, "agent-1", cell.RoleAgent)
+	if st := tc.do("POST", "/api/chat/"+chat.ID+"/accept", agentTok, nil, nil); st != 200 {
+		t.Fatalf("accept: %d", st)
+	}
+	agent, _ = tc.dial(t, agentTok, "http://acme.localhost:8080")
+	send(t, agent, map[string]any{"type": "join-chat", "chatId": chat.ID})
+	if f := next(t, agent, "joined"); f.LastSeq != 1 {
+		t.Fatalf("joined at lastSeq %d, want 1", f.LastSeq)
+	}
+	return tc, proxy, visitorTok, agentTok, chat, agent
+}
+
 // TestLiveStreamHasNoGapWhenAnInsertAnswerIsLost holds the live stream gapless when the database
 // stores a message but its answer never reaches the cell (the full-size oracle found 124 such
 // gaps under load: the next message was published while the lost one never was). The agent's
 // socket must receive the lost message, then the next one, each once and in seq order; the
 // sender's retry with the same clientMsgId returns the stored message without a second frame.
 func TestLiveStreamHasNoGapWhenAnInsertAnswerIsLost(t *testing.T) {
-	u, err := url.Parse(mongoURI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := startLostReplyProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
-	q := u.Query()
-	q.Set("timeoutMS", "1500")
-	u.RawQuery = q.Encode()
-	tc := startCell(t, func(c *cell.Config) { c.MongoURI = u.String() })
-
-	visitorTok, chat := tc.newVisitorChat("hello")
-	agentTok := tc.token(auth.TypeAccess, "agent-1", cell.RoleAgent)
-	if st := tc.do("POST", "/api/chat/"+chat.ID+"/accept", agentTok, nil, nil); st != 200 {
-		t.Fatalf("accept: %d", st)
-	}
-	agent, _ := tc.dial(t, agentTok, "http://acme.localhost:8080")
-	send(t, agent, map[string]any{"type": "join-chat", "chatId": chat.ID})
-	if f := next(t, agent, "joined"); f.LastSeq != 1 {
-		t.Fatalf("joined at lastSeq %d, want 1", f.LastSeq)
-	}
+	tc, proxy, visitorTok, _, chat, agent := startGapCell(t)
 
 	proxy.arm("messages")
 	lost := map[string]string{"chatId": chat.ID, "body": "lost answer", "clientMsgId": "lost-1"}
@@ -203,19 +210,7 @@ func TestLiveStreamHasNoGapWhenAnInsertAnswerIsLost(t *testing.T) {
 // TestLiveStreamCatchesUpBeforeTheNextMessage covers the other path: the sender's next message
 // arrives before the flush tick, so the append itself publishes the stored seq first.
 func TestLiveStreamCatchesUpBeforeTheNextMessage(t *testing.T) {
-	u, _ := url.Parse(mongoURI)
-	proxy := startLostReplyProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
-	q := u.Query()
-	q.Set("timeoutMS", "1500")
-	u.RawQuery = q.Encode()
-	tc := startCell(t, func(c *cell.Config) { c.MongoURI = u.String() })
-	visitorTok, chat := tc.newVisitorChat("hello")
-	agentTok := tc.token(auth.TypeAccess, "agent-1", cell.RoleAgent)
-	tc.do("POST", "/api/chat/"+chat.ID+"/accept", agentTok, nil, nil)
-	agent, _ := tc.dial(t, agentTok, "http://acme.localhost:8080")
-	send(t, agent, map[string]any{"type": "join-chat", "chatId": chat.ID})
-	next(t, agent, "joined")
+	tc, proxy, visitorTok, agentTok, chat, agent := startGapCell(t)
 	// Two senders: the agent's send loses its answer while the visitor's waits behind the lock.
 	proxy.arm("messages")
 	var wg sync.WaitGroup
