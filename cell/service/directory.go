@@ -23,8 +23,13 @@ import (
 // entry costs at most a wasted point read or a pass that waits for the next refresh; never a
 // wrong assignment.
 
-// dirRefresh is how often the directory is rebuilt from a full read of the chats (30 s).
-const dirRefresh = 30 * time.Second
+// dirRefresh is how often the directory is rebuilt from a full read of the chats (10 s, the
+// period of the timer sweep, which read every chat before the directory existed): a chat opened
+// on another replica is routed by this one within it.
+const dirRefresh = 10 * time.Second
+
+// DirectoryRefresh is dirRefresh, for tests that wait for another replica's directory.
+const DirectoryRefresh = dirRefresh
 
 // recentWaits is how many of the latest accept waits the queue estimate uses (50).
 const recentWaits = 50

@@ -146,6 +146,24 @@ func (s *Service) assign(ctx context.Context, c cell.Chat, agent cell.User, acto
 	if agent.Disabled {
 		return cell.Chat{}, cell.Errorf(cell.EForbidden, "the agent is disabled")
 	}
+	// Assignments of one chat take turns in this process: when 50 agents race for a chat, the
+	// first one claims, and the others, once it is done, find the round taken by one point read
+	// instead of each claiming a slot, losing the round and giving the slot back (three writes
+	// each). Across replicas the claims below still decide.
+	release, waited := s.gateAssign(c.ID)
+	defer release()
+	if waited {
+		fresh, err := s.store.Chat(ctx, c.ID)
+		if err != nil {
+			return cell.Chat{}, err
+		}
+		if fresh.Assignment > c.Assignment {
+			if fresh.Status == cell.ChatActive && fresh.AgentID == agent.ID {
+				return s.withLast(fresh), nil
+			}
+			return cell.Chat{}, cell.Errorf(cell.EConflict, "chat was accepted by another agent")
+		}
+	}
 	capacity := s.capacityOf(ctx, agent)
 	slot, err := s.store.ClaimSlot(ctx, agent.ID, capacity, c.ID)
 	if cell.ErrorCode(err) == cell.EConflict && s.freeStaleSlots(ctx, agent.ID, capacity) {
@@ -164,6 +182,37 @@ func (s *Service) assign(ctx context.Context, c cell.Chat, agent cell.User, acto
 		return cell.Chat{}, cell.Errorf(cell.EConflict, "chat was accepted by another agent")
 	}
 	return s.completeAssignment(ctx, c.ID, round, agent, slot, actor, typ, note)
+}
+
+// gateAssign takes the chat's assignment turn in this process; waited reports whether another
+// assignment of the chat held it first. Call release when done.
+func (s *Service) gateAssign(chatID string) (release func(), waited bool) {
+	s.gateMu.Lock()
+	g := s.gates[chatID]
+	if g == nil {
+		g = &assignGate{}
+		s.gates[chatID] = g
+	}
+	g.refs++
+	s.gateMu.Unlock()
+	if !g.mu.TryLock() {
+		g.mu.Lock()
+		waited = true
+	}
+	return func() {
+		g.mu.Unlock()
+		s.gateMu.Lock()
+		if g.refs--; g.refs == 0 {
+			delete(s.gates, chatID)
+		}
+		s.gateMu.Unlock()
+	}, waited
+}
+
+// assignGate is one chat's assignment turn; refs counts holders and waiters (Service.gateMu).
+type assignGate struct {
+	mu   sync.Mutex
+	refs int
 }
 
 // completeAssignment records the assignment `round` (whose claim agent holds) in the chat

@@ -51,6 +51,9 @@ type Service struct {
 	seqsMu sync.Mutex
 	seqs   map[string]*chatLock
 	genSeq atomic.Int64 // source of chatLock generations
+	// gates take turns between assignments of one chat (gateAssign), guarded by gateMu.
+	gateMu sync.Mutex
+	gates  map[string]*assignGate
 	// behind holds the chats with a stored seq this process may not have published yet (an
 	// append whose outcome was unknown); the flush tick publishes them. Guarded by seqsMu.
 	behind map[string]bool
@@ -143,7 +146,7 @@ type seqStream struct {
 // New returns the service of the cell configured by cfg.
 func New(cfg cell.Config, store *mongodb.Store, blob *s3blob.Blob, hub *realtime.Hub, authority *auth.Authority, log *slog.Logger) *Service {
 	return &Service{cfg: cfg, store: store, blob: blob, hub: hub, auth: authority, log: log, now: func() time.Time { return time.Now().UTC() },
-		seqs: map[string]*chatLock{}, behind: map[string]bool{}, last: map[string]lastNote{}, hintAt: map[string]time.Time{}, users: map[string]cachedUser{}, presence: map[string]*presence{},
+		seqs: map[string]*chatLock{}, gates: map[string]*assignGate{}, behind: map[string]bool{}, last: map[string]lastNote{}, hintAt: map[string]time.Time{}, users: map[string]cachedUser{}, presence: map[string]*presence{},
 		routeKick: make(chan struct{}, 1), lastQueue: map[string]QueueStatus{}}
 }
 
