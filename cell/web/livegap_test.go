@@ -2,9 +2,11 @@ package web_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"sync"
@@ -13,6 +15,9 @@ import (
 
 	"atende/cell"
 	"atende/cell/auth"
+	"atende/cell/mongodb"
+	"atende/cell/realtime"
+	"atende/cell/service"
 
 	"github.com/fasthttp/websocket"
 )
@@ -264,5 +269,50 @@ func TestRetriesFindOldAndRecentMessages(t *testing.T) {
 	tc.do("GET", "/api/chats/"+chat.ID+"/messages?since=0&limit=100", visitor, nil, &h)
 	if h.LastSeq != 61 {
 		t.Fatalf("lastSeq %d after the retries, want 61 (nothing new stored)", h.LastSeq)
+	}
+}
+
+// TestAReplicaRoutesChatsOpenedOnAnother: the open-chat directory is per process; a chat opened
+// through one replica (where no agent is online) is auto-assigned by another replica (where the
+// agent is connected) once that replica's directory refreshes, and never twice.
+func TestAReplicaRoutesChatsOpenedOnAnother(t *testing.T) {
+	tc := startCell(t, nil)
+	admin := tc.adminToken()
+	if st := tc.do("PUT", "/api/settings", admin, map[string]any{"routing": "auto"}, nil); st != 200 {
+		t.Fatalf("settings: %d", st)
+	}
+	agent, _ := tc.newAgent(t, admin, "rep", nil, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store2, err := mongodb.Open(ctx, tc.cfg.MongoURI, tc.cfg.Database, tc.cfg.TenantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store2.Close(context.Background())
+	replica := service.New(tc.cfg, store2, nil, realtime.NewHub(), auth.NewAuthority(tc.cfg.TenantID, tc.cfg.SigningKey, "k1", tc.cfg.ControlPlaneKey), slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	replica.AgentConnected(agent.ID)
+	done := make(chan struct{})
+	go func() { replica.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(500 * time.Millisecond) // the replica's first pass has read the (empty) queue
+	_, chat := tc.newVisitorChat("opened on the first replica")
+	var got cell.Chat
+	for end := time.Now().Add(service.DirectoryRefresh + 8*time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		tc.do("GET", "/api/chats/"+chat.ID, admin, nil, &got)
+		if got.Status == cell.ChatActive {
+			break
+		}
+	}
+	if got.Status != cell.ChatActive || got.AgentID != agent.ID {
+		t.Fatalf("chat is %s/%q, want active with the agent online on the other replica", got.Status, got.AgentID)
+	}
+	assigned := 0
+	for _, h := range got.History {
+		if h.Type == cell.TransitionAssigned || h.Type == cell.TransitionAccepted {
+			assigned++
+		}
+	}
+	if assigned != 1 {
+		t.Fatalf("%d assignments in the history, want 1: %+v", assigned, got.History)
 	}
 }
