@@ -44,6 +44,25 @@ const (
 	EnvWebhookPrivate     = "ATENDE_CELL_WEBHOOK_ALLOW_PRIVATE"
 	EnvUploadContentTypes = "ATENDE_CELL_UPLOAD_TYPES"
 	EnvLogLevel           = "ATENDE_CELL_LOG_LEVEL"
+	EnvTrustedProxies     = "ATENDE_CELL_TRUSTED_PROXIES"
+	EnvTenancy            = "ATENDE_CELL_TENANCY"
+)
+
+// Tenancy modes of a cell (Config.Tenancy, EnvTenancy).
+const (
+	// TenancyStrict, the default, refuses every request without the tenant context: a Host that
+	// is not one of Config.Hosts (421 misdirected) and a token without the cell's tenantId claim
+	// (403 forbidden), besides a token for another audience (401). DESIGN.md §4.
+	TenancyStrict = "strict"
+	// TenancyCompat serves the clients of a tenant migrated from the single-tenant app while they
+	// switch over (issue 5): a request whose Host is not the tenant's host is accepted unless the
+	// Host is another tenant's subdomain of the platform domain, and a token this cell signed
+	// (its issuer and audience) without a tenantId claim is accepted with the cell's tenant
+	// implied, and a WebSocket may open from a page of such a Host itself (same origin). A token
+	// naming another tenant, another audience or issuer is still refused. Every
+	// such acceptance is counted (atende_cell_compat_accepted_total) and logged, so operators see
+	// when it is safe to switch back to strict.
+	TenancyCompat = "compat"
 )
 
 // TenantRates are a tenant's budgets per minute, shared by all its clients (0 = unlimited):
@@ -153,6 +172,13 @@ type Config struct {
 	UploadContentTypes []string
 	// LogLevel is "debug", "info", "warn" or "error".
 	LogLevel string
+	// TrustedProxies are the IP addresses and CIDR ranges (e.g. "10.0.0.0/16") of the proxies in
+	// front of the cell whose X-Forwarded-For it believes, besides the loopback it always trusts:
+	// Traefik's network in a compose deployment, so rate limits and audit entries see each
+	// client's address rather than Traefik's. Empty: the loopback only.
+	TrustedProxies []string
+	// Tenancy is TenancyStrict (the default when empty) or TenancyCompat.
+	Tenancy string
 }
 
 // Environ returns the configuration as "NAME=value" entries for a child process or container.
@@ -187,6 +213,8 @@ func (c Config) Environ() []string {
 		{EnvMaxOpenChats, strconv.Itoa(c.MaxOpenChats)}, {EnvTenantRates, string(rates)},
 		{EnvWebhookPrivate, strconv.FormatBool(c.WebhookAllowPrivate)},
 		{EnvUploadContentTypes, strings.Join(c.UploadContentTypes, ",")}, {EnvLogLevel, c.LogLevel},
+		{EnvTrustedProxies, strings.Join(c.TrustedProxies, ",")},
+		{EnvTenancy, c.Tenancy},
 	}
 	out := make([]string, 0, len(kv))
 	for _, p := range kv {
@@ -197,8 +225,9 @@ func (c Config) Environ() []string {
 
 // ConfigFromEnv reads and validates a cell configuration through getenv (os.Getenv in main).
 // Defaults: S3PublicEndpoint = S3Endpoint, S3Region "us-east-1", PresignTTL 5m, MaxUploadBytes
-// 10 MiB, UploadContentTypes DefaultUploadContentTypes, LogLevel "info". It returns an error naming
-// every missing or malformed variable.
+// 10 MiB, UploadContentTypes DefaultUploadContentTypes, LogLevel "info", Tenancy TenancyStrict
+// (any value other than "strict" or "compat" is an error). It returns an error naming every
+// missing or malformed variable.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	var errs []error
 	req := func(name string) string {
@@ -225,7 +254,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		S3Region: getenv(EnvS3Region), S3Bucket: req(EnvS3Bucket), S3Prefix: req(EnvS3Prefix),
 		S3AccessKey: req(EnvS3AccessKey), S3SecretKey: req(EnvS3SecretKey),
 		SigningKeyID: req(EnvSigningKeyID), UploadContentTypes: list(EnvUploadContentTypes),
-		LogLevel: getenv(EnvLogLevel),
+		LogLevel: getenv(EnvLogLevel), TrustedProxies: list(EnvTrustedProxies), Tenancy: strings.ToLower(strings.TrimSpace(getenv(EnvTenancy))),
 	}
 	if len(c.Hosts) == 0 {
 		errs = append(errs, fmt.Errorf("%s is required", EnvHosts))
@@ -307,6 +336,18 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s budgets must be ≥ 0", EnvTenantRates))
 		}
 	}
+	switch c.Tenancy {
+	case "":
+		c.Tenancy = TenancyStrict
+	case TenancyStrict, TenancyCompat:
+	default:
+		errs = append(errs, fmt.Errorf("%s must be %s or %s, not %q", EnvTenancy, TenancyStrict, TenancyCompat, c.Tenancy))
+	}
+	for _, p := range c.TrustedProxies {
+		if err := CheckTrustedProxy(p); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvTrustedProxies, err))
+		}
+	}
 	if c.S3PublicEndpoint == "" {
 		c.S3PublicEndpoint = c.S3Endpoint
 	}
@@ -320,4 +361,16 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		c.LogLevel = "info"
 	}
 	return c, errors.Join(errs...)
+}
+
+// CheckTrustedProxy returns an error unless p is an IP address or a CIDR range (net.ParseIP,
+// net.ParseCIDR), the forms a cell accepts in TrustedProxies.
+func CheckTrustedProxy(p string) error {
+	if net.ParseIP(p) != nil {
+		return nil
+	}
+	if _, _, err := net.ParseCIDR(p); err != nil {
+		return fmt.Errorf("%q is neither an IP address nor a CIDR range", p)
+	}
+	return nil
 }

@@ -22,6 +22,7 @@ func TestConfigRoundTripsThroughEnviron(t *testing.T) {
 		PreviousKeys:   []VerificationKey{{KID: "k0", PublicKey: oldPub, RetiredAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}},
 		BootstrapUsers: []BootstrapUser{{Email: "a@acme.test", Name: "A", Roles: []string{RoleTenantAdmin}, PasswordHash: "$2a$10$x"}},
 		PresignTTL:     time.Minute, MaxUploadBytes: 1000, MaxAgents: 7, UploadContentTypes: []string{"image/png"}, LogLevel: "warn",
+		Tenancy: TenancyCompat,
 	}
 	env := map[string]string{}
 	for _, kv := range want.Environ() {
@@ -76,3 +77,35 @@ func TestConfigFromEnvChecksPreviousKeys(t *testing.T) {
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func TestConfigFromEnvTenancy(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	cpPub, _, _ := ed25519.GenerateKey(nil)
+	base := Config{TenantID: "t1", TenantKey: "acme", ListenAddr: "127.0.0.1:9000", Hosts: []string{"acme.localhost"},
+		PublicURL: "http://acme.localhost", MongoURI: "mongodb://x/", Database: "t_t1", S3Endpoint: "http://s3", S3Bucket: "b",
+		S3Prefix: "t/t1/", S3AccessKey: "a", S3SecretKey: "s", SigningKey: key, SigningKeyID: "k1", ControlPlaneKey: cpPub}
+	for _, tc := range []struct {
+		raw, want string
+		ok        bool
+	}{
+		{"", TenancyStrict, true}, {"strict", TenancyStrict, true}, {"compat", TenancyCompat, true},
+		{" Compat ", TenancyCompat, true}, {"lenient", "", false}, {"off", "", false},
+	} {
+		env := map[string]string{}
+		for _, kv := range base.Environ() {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+		env[EnvTenancy] = tc.raw
+		got, err := ConfigFromEnv(func(k string) string { return env[k] })
+		if !tc.ok {
+			if err == nil || !strings.Contains(err.Error(), EnvTenancy) {
+				t.Errorf("%q: error %v, want one naming %s", tc.raw, err, EnvTenancy)
+			}
+			continue
+		}
+		if err != nil || got.Tenancy != tc.want {
+			t.Errorf("%q: tenancy %q, error %v; want %q", tc.raw, got.Tenancy, err, tc.want)
+		}
+	}
+}

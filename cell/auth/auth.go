@@ -75,6 +75,23 @@ type Authority struct {
 	kids  []string
 	cpKey ed25519.PublicKey
 	now   func() time.Time
+	// impliedTenant, when set (compat tenancy, see AcceptImpliedTenant), is called for every
+	// token of the cell's own issuer accepted without a tenantId claim.
+	impliedTenant func(*Claims)
+}
+
+// AcceptImpliedTenant puts the authority in the compat tenancy mode of cell.TenancyCompat: a
+// token that passes every other check (signature by one of the cell's own keys, issuer and
+// audience the cell's own, expiry, type) but carries no tenantId claim is accepted as the cell's
+// tenant's, its TenantID set to it, and observe (if not nil) is called with its claims so the
+// acceptance can be counted and logged. A token naming another tenant is still refused
+// (forbidden), as is one the control plane signed without a tenantId. It must be called before
+// the authority is used concurrently; strict mode (the default) is never changed back by it.
+func (a *Authority) AcceptImpliedTenant(observe func(*Claims)) {
+	if observe == nil {
+		observe = func(*Claims) {}
+	}
+	a.impliedTenant = observe
 }
 
 // NewAuthority returns the authority of the cell serving tenantID: it signs with key (JWT header
@@ -184,7 +201,9 @@ func (a *Authority) Issue(g Grant) (Issued, error) {
 
 // Verify parses and checks token and returns its claims. The token's `typ` must be one of types.
 // Errors are *cell.Error: unauthorized for a malformed, forged, expired, wrong-audience,
-// wrong-issuer or wrong-type token; forbidden for a valid token whose tenantId is another tenant's.
+// wrong-issuer or wrong-type token; forbidden for a valid token whose tenantId is another tenant's
+// or missing (in compat mode a token of the cell's own issuer without tenantId is accepted
+// instead, see AcceptImpliedTenant).
 func (a *Authority) Verify(token string, types ...string) (*Claims, error) {
 	var claims Claims
 	_, err := jwt.ParseWithClaims(token, &claims, a.keyFor,
@@ -197,6 +216,10 @@ func (a *Authority) Verify(token string, types ...string) (*Claims, error) {
 	if err != nil {
 		return nil, cell.Errorf(cell.EUnauthorized, "invalid token")
 	}
+	implied := false
+	if claims.TenantID == "" && a.impliedTenant != nil && claims.Issuer == a.audience {
+		claims.TenantID, implied = a.tenantID, true
+	}
 	if claims.TenantID != a.tenantID {
 		return nil, cell.Errorf(cell.EForbidden, "token belongs to another tenant")
 	}
@@ -206,6 +229,9 @@ func (a *Authority) Verify(token string, types ...string) (*Claims, error) {
 	}
 	for _, t := range types {
 		if claims.Type == t {
+			if implied {
+				a.impliedTenant(&claims)
+			}
 			return &claims, nil
 		}
 	}

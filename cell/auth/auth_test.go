@@ -189,3 +189,67 @@ func headerKid(t *testing.T, token string) string {
 	kid, _ := tok.Header["kid"].(string)
 	return kid
 }
+
+// signOwn signs claims with the authority's active key and kid, as the cell itself would.
+func signOwn(t *testing.T, a *Authority, claims Claims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+	tok.Header["kid"] = a.kid
+	s, err := tok.SignedString(a.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestImpliedTenantOnlyInCompatMode(t *testing.T) {
+	a, cpKey := newAuthority(t)
+	exp := jwt.NewNumericDate(time.Now().Add(time.Minute))
+	own := func(aud, tenant string) Claims {
+		return Claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: a.Audience(), Subject: "u1", Audience: jwt.ClaimStrings{aud}, ExpiresAt: exp},
+			TenantID: tenant, Roles: []string{cell.RoleAgent}, Type: TypeAccess}
+	}
+	noTenant := signOwn(t, a, own(a.Audience(), ""))
+	foreign := signOwn(t, a, own(a.Audience(), "t2"))
+	otherAudience := signOwn(t, a, own(cell.Audience("t2"), ""))
+	cpClaims := Claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: cell.ControlPlaneIssuer, Subject: "root",
+		Audience: jwt.ClaimStrings{a.Audience()}, ExpiresAt: exp}, Type: TypeAccess}
+	cpNoTenant, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, cpClaims).SignedString(cpKey)
+
+	// Strict (the default): a token without tenantId is refused like a foreign one.
+	if _, err := a.Verify(noTenant, TypeAccess); cell.ErrorCode(err) != cell.EForbidden {
+		t.Fatalf("strict, no tenantId: %v, want forbidden", err)
+	}
+
+	var seen []string
+	a.AcceptImpliedTenant(func(c *Claims) { seen = append(seen, c.Subject+"/"+c.TenantID) })
+	got, err := a.Verify(noTenant, TypeAccess)
+	if err != nil || got.TenantID != "t1" || got.Principal().TenantID != "t1" {
+		t.Fatalf("compat, no tenantId: claims %+v, err %v; want accepted as t1", got, err)
+	}
+	if len(seen) != 1 || seen[0] != "u1/t1" {
+		t.Fatalf("observed %v, want one acceptance of u1 as t1", seen)
+	}
+	for name, tc := range map[string]struct {
+		token, code string
+	}{
+		"another tenant":           {foreign, cell.EForbidden},
+		"another audience":         {otherAudience, cell.EUnauthorized},
+		"control plane, no tenant": {cpNoTenant, cell.EForbidden},
+		"wrong type, no tenant":    {signOwn(t, a, Claims{RegisteredClaims: own(a.Audience(), "").RegisteredClaims, Type: TypeRefresh}), cell.EUnauthorized},
+		"forged (other key), no tenant": {func() string {
+			_, other, _ := ed25519.GenerateKey(nil)
+			tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, own(a.Audience(), ""))
+			tok.Header["kid"] = a.kid
+			s, _ := tok.SignedString(other)
+			return s
+		}(), cell.EUnauthorized},
+	} {
+		if _, err := a.Verify(tc.token, TypeAccess); cell.ErrorCode(err) != tc.code {
+			t.Errorf("compat, %s: %v, want %s", name, err, tc.code)
+		}
+	}
+	if len(seen) != 1 {
+		t.Fatalf("refused tokens were observed as accepted: %v", seen)
+	}
+}

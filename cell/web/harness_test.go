@@ -2,13 +2,10 @@ package web_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"testing"
@@ -16,18 +13,10 @@ import (
 
 	"atende/cell"
 	"atende/cell/auth"
+	"atende/cell/celltest"
 	"atende/cell/mongodb"
-	"atende/cell/realtime"
-	"atende/cell/s3blob"
 	"atende/cell/service"
 	"atende/cell/web"
-	"atende/cell/webhook"
-	"atende/controlplane/ferret"
-	"atende/controlplane/versity"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // The real embedded dependencies, started once for the package (versitygw allows one per process).
@@ -43,28 +32,13 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "atende-cell-test-")
+	deps, err := celltest.StartDeps("cell", s3Access, s3Secret, s3Bucket)
 	if err != nil {
 		panic(err)
 	}
-	fdb, err := ferret.Start(dir+"/mongo", "127.0.0.1:0", nil)
-	if err != nil {
-		panic(err)
-	}
-	s3srv, err := versity.Start(dir+"/s3", "127.0.0.1:0", s3Access, s3Secret)
-	if err != nil {
-		panic(err)
-	}
-	mongoURI, s3Endpoint = fdb.URI(), s3srv.Endpoint()
-	client := s3.New(s3.Options{Region: versity.Region, BaseEndpoint: aws.String(s3Endpoint), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider(s3Access, s3Secret, "")})
-	if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(s3Bucket)}); err != nil {
-		panic(err)
-	}
+	mongoURI, s3Endpoint = deps.MongoURI, deps.S3Endpoint
 	code := m.Run()
-	s3srv.Close()
-	fdb.Close()
-	os.RemoveAll(dir)
+	deps.Close()
 	os.Exit(code)
 }
 
@@ -81,81 +55,30 @@ type testCell struct {
 }
 
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := celltest.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
-// startCell starts a cell for a fresh tenant; mutate may adjust its configuration.
+// startCell starts a cell for a fresh tenant ("acme", bootstrap tenant-admin admin@acme.test with
+// password admin-password-1, tenant webhooks on); mutate may adjust its configuration.
 func startCell(t *testing.T, mutate func(*cell.Config)) *testCell {
 	t.Helper()
-	tenantID := auth.RandomID()
-	_, key, _ := ed25519.GenerateKey(nil)
-	cpPub, cpKey, _ := ed25519.GenerateKey(nil)
-	addr := freeAddr(t)
-	cfg := cell.Config{
-		TenantID: tenantID, TenantKey: "acme", TenantName: "Acme", ListenAddr: addr,
-		Hosts: []string{"acme.localhost"}, PublicURL: "http://acme.localhost:8080",
-		MongoURI: mongoURI, Database: "t_" + tenantID,
-		S3Endpoint: s3Endpoint, S3PublicEndpoint: s3Endpoint, S3Region: versity.Region, S3Bucket: s3Bucket,
-		S3Prefix: "t/" + tenantID + "/", S3AccessKey: s3Access, S3SecretKey: s3Secret,
-		SigningKey: key, SigningKeyID: "k1", ControlPlaneKey: cpPub,
-		PresignTTL: time.Minute, MaxUploadBytes: 1 << 20, UploadContentTypes: cell.DefaultUploadContentTypes,
+	deps := &celltest.Deps{MongoURI: mongoURI, S3Endpoint: s3Endpoint, S3Access: s3Access, S3Secret: s3Secret, Bucket: s3Bucket}
+	cfg, cpKey, err := deps.Config(auth.RandomID(), "acme")
+	if err != nil {
+		t.Fatal(err)
 	}
+	cfg.TenantName = "Acme"
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	ctx := context.Background()
-	store, err := mongodb.Open(ctx, cfg.MongoURI, cfg.Database, cfg.TenantID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
-	blob, err := s3blob.New(s3blob.Config{Endpoint: cfg.S3Endpoint, PublicEndpoint: cfg.S3PublicEndpoint, Region: cfg.S3Region,
-		Bucket: cfg.S3Bucket, Prefix: cfg.S3Prefix, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authority := auth.NewAuthority(cfg.TenantID, cfg.SigningKey, cfg.SigningKeyID, cfg.ControlPlaneKey, cfg.PreviousKeys...)
-	log := slog.New(slog.NewJSONHandler(testLogOut(), nil))
-	svc := service.New(cfg, store, blob, realtime.NewHub(), authority, log)
 	hash, _ := auth.HashPassword("admin-password-1")
-	if err := svc.Bootstrap(ctx, []cell.BootstrapUser{{Email: "admin@acme.test", Roles: []string{cell.RoleTenantAdmin, cell.RoleAgent}, PasswordHash: hash}}); err != nil {
-		t.Fatal(err)
-	}
-	hooks, err := webhook.New(store.Database(), cfg.TenantID, webhook.SettingsEndpoints(svc),
-		webhook.Options{AllowPrivateNetworks: true, BackoffBase: 200 * time.Millisecond, BackoffMax: time.Second, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	webhook.Wire(svc, hooks)
-	srv := web.New(cfg, svc, log)
-	go srv.Listen(addr)
-	runCtx, stopRun := context.WithCancel(context.Background())
-	go svc.Run(runCtx)
-	go hooks.Run(runCtx)
-	t.Cleanup(func() {
-		srv.Shutdown(2 * time.Second)
-		stopRun()
-		store.Close(context.Background())
-	})
-	tc := &testCell{t: t, cfg: cfg, base: "http://" + addr, authority: authority, cpKey: cpKey, srv: srv, store: store, svc: svc}
-	for i := 0; ; i++ {
-		if resp, err := http.Get(tc.base + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 200 {
-			t.Fatal("cell did not come up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return tc
+	c := celltest.Start(t, cfg, celltest.Options{Webhooks: true, Log: testLogOut(),
+		Bootstrap: []cell.BootstrapUser{{Email: "admin@acme.test", Roles: []string{cell.RoleTenantAdmin, cell.RoleAgent}, PasswordHash: hash}}})
+	return &testCell{t: t, cfg: c.Cfg, base: c.Base, authority: c.Authority, cpKey: cpKey, srv: c.Server, store: c.Store, svc: c.Service}
 }
 
 // agentToken signs an access token for a staff member directly (login is tested separately).

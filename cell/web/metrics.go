@@ -19,6 +19,8 @@ type metrics struct {
 	rateLimited    *prometheus.CounterVec
 	tenantMismatch prometheus.Counter
 	sockets        prometheus.Gauge
+	// compatAccepted counts what compat tenancy accepted without the tenant context, by check.
+	compatAccepted *prometheus.CounterVec
 }
 
 func newMetrics(foreignReads func() int64) *metrics {
@@ -40,8 +42,12 @@ func newMetrics(foreignReads func() int64) *metrics {
 			Name: "atende_cell_websockets",
 			Help: "Open WebSocket connections.",
 		}),
+		compatAccepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "atende_cell_compat_accepted_total",
+			Help: "Requests and tokens accepted without the tenant context in compat tenancy, by check (host: a Host that is not the tenant's; token: a token without tenantId; origin: a socket from that Host's own page). Zero for a while means strict mode is safe.",
+		}, []string{"check"}),
 	}
-	m.registry.MustRegister(m.denied, m.rateLimited, m.tenantMismatch, m.sockets,
+	m.registry.MustRegister(m.denied, m.rateLimited, m.tenantMismatch, m.sockets, m.compatAccepted,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "atende_cell_store_foreign_reads_total",
 			Help: "Point reads that found a document of another tenant and refused it (expected 0).",

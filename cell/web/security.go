@@ -15,9 +15,10 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// TrustedProxies are the only peers whose X-Forwarded-For a cell believes: the edge router and
-// Traefik reach cells over loopback (or the cell's own container network), and both replace any
-// X-Forwarded-For a client sent. A request from anywhere else is limited by its socket address.
+// TrustedProxies are the peers whose X-Forwarded-For every cell believes: the edge router and
+// Traefik reach cells over loopback, and both replace any X-Forwarded-For a client sent. A
+// deployment adds the addresses Traefik reaches cells from (cell.Config.TrustedProxies, e.g. the
+// compose network's subnet). A request from anywhere else is limited by its socket address.
 var TrustedProxies = []string{"127.0.0.1", "::1"}
 
 // RateLimit is a budget of requests per minute for one kind of request, counted per client IP

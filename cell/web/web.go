@@ -39,6 +39,10 @@ type Server struct {
 	metrics      *metrics
 	// budgets are the tenant-wide rate limits from the plan (cell.TenantRates), by limit name.
 	budgets map[string]*rate.Limiter
+	// compat is set in compat tenancy (cell.TenancyCompat, compat.go); domains are the parent
+	// domains of the tenant's hosts, whose other subdomains compat mode still refuses.
+	compat  bool
+	domains []string
 }
 
 // deniedAuditRate is how many refused requests per second a cell writes to its audit log.
@@ -67,7 +71,7 @@ var codeOfStatus = map[int]string{
 // plus cfg.AllowedOrigins, compared exactly.
 func New(cfg cell.Config, svc *service.Service, log *slog.Logger) *Server {
 	s := &Server{svc: svc, cfg: cfg, log: log, hosts: map[string]bool{}, deniedAudits: rate.NewLimiter(deniedAuditRate, deniedAuditRate), budgets: tenantBudgets(cfg.TenantRates),
-		metrics: newMetrics(svc.ForeignReads)}
+		metrics: newMetrics(svc.ForeignReads), compat: compatMode(cfg), domains: parentDomains(cfg.Hosts)}
 	for _, h := range cfg.Hosts {
 		s.hosts[strings.ToLower(h)] = true
 	}
@@ -85,10 +89,10 @@ func New(cfg cell.Config, svc *service.Service, log *slog.Logger) *Server {
 		ReadTimeout: 30 * time.Second,
 		IdleTimeout: 120 * time.Second,
 		// The client IP (rate limits, audit) is the first X-Forwarded-For entry, believed only
-		// from TrustedProxies.
+		// from TrustedProxies and the deployment's cfg.TrustedProxies (Traefik's network).
 		ProxyHeader:             fiber.HeaderXForwardedFor,
 		EnableTrustedProxyCheck: true,
-		TrustedProxies:          TrustedProxies,
+		TrustedProxies:          append(slices.Clone(TrustedProxies), cfg.TrustedProxies...),
 		EnableIPValidation:      true,
 	})
 	s.routes()
@@ -164,13 +168,18 @@ func (s *Server) routes() {
 }
 
 // checkHost answers 421 misdirected to a Host this cell does not serve: routing is the first
-// line of defence, this is the second (DESIGN.md §4).
+// line of defence, this is the second (DESIGN.md §4). In compat tenancy it serves (and counts) a
+// Host that is not another tenant's subdomain instead (compat.go).
 func (s *Server) checkHost(c *fiber.Ctx) error {
 	host := strings.ToLower(string(c.Request().Host()))
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
 	if !s.hosts[host] {
+		if s.compatHost(host) {
+			s.acceptCompatHost(c, host)
+			return c.Next()
+		}
 		return cell.Errorf(cell.EMisdirected, "this server does not serve host %q", host)
 	}
 	return c.Next()

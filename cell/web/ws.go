@@ -90,7 +90,7 @@ func (s *Server) upgrade(c *fiber.Ctx) error {
 	if !websocket.IsWebSocketUpgrade(c) {
 		return fiber.ErrUpgradeRequired
 	}
-	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !slices.Contains(s.origins, origin) {
+	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !slices.Contains(s.origins, origin) && !s.compatOrigin(c, origin) {
 		return cell.Errorf(cell.EForbidden, "origin %q may not open a socket to this tenant", origin)
 	}
 	var (

@@ -157,6 +157,9 @@ type Dispatcher struct {
 	logSeq  int64 // the delivery log's head, owned by the deliverer while it holds the lease
 }
 
+// TenantID returns the tenant whose events d delivers.
+func (d *Dispatcher) TenantID() string { return d.tenantID }
+
 // New returns the Dispatcher of tenantID on db, the cell's database. endpoints supplies the
 // tenant's current webhook settings. It fails on an empty tenantID or a nil db or endpoints.
 func New(db *mongo.Database, tenantID string, endpoints EndpointsFunc, opts Options) (*Dispatcher, error) {

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"sort"
@@ -18,7 +16,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -26,16 +23,11 @@ import (
 
 	"atende/cell"
 	"atende/cell/auth"
-	cellmongo "atende/cell/mongodb"
-	"atende/cell/realtime"
-	"atende/cell/s3blob"
+	"atende/cell/celltest"
 	"atende/cell/service"
-	"atende/cell/web"
 	"atende/controlplane"
-	"atende/controlplane/ferret"
 	cpmongo "atende/controlplane/mongodb"
 	"atende/controlplane/transfer"
-	"atende/controlplane/versity"
 )
 
 // The real embedded dependencies, started once for the package (versitygw allows one per
@@ -54,32 +46,17 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "atende-transfer-test-")
+	deps, err := celltest.StartDeps("transfer", s3Access, s3Secret, s3Bucket)
 	if err != nil {
 		panic(err)
 	}
-	fdb, err := ferret.Start(dir+"/mongo", "127.0.0.1:0", nil)
-	if err != nil {
-		panic(err)
-	}
-	s3srv, err := versity.Start(dir+"/s3", "127.0.0.1:0", s3Access, s3Secret)
-	if err != nil {
-		panic(err)
-	}
-	mongoURI, s3Endpoint = fdb.URI(), s3srv.Endpoint()
-	s3c = s3.New(s3.Options{Region: versity.Region, BaseEndpoint: aws.String(s3Endpoint), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider(s3Access, s3Secret, "")})
-	if _, err := s3c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(s3Bucket)}); err != nil {
-		panic(err)
-	}
+	mongoURI, s3Endpoint, s3c = deps.MongoURI, deps.S3Endpoint, deps.S3
 	if mongoc, err = mongo.Connect(options.Client().ApplyURI(mongoURI)); err != nil {
 		panic(err)
 	}
 	code := m.Run()
 	_ = mongoc.Disconnect(context.Background())
-	s3srv.Close()
-	fdb.Close()
-	os.RemoveAll(dir)
+	deps.Close()
 	os.Exit(code)
 }
 
@@ -147,16 +124,15 @@ func (e *env) events(id string) []string {
 	return out
 }
 
-// testCell is an in-process cell (store, service, HTTP server) serving one tenant, as
-// cmd/cell wires it.
+// testCell is an in-process cell serving one tenant (celltest), with helpers for its API.
 type testCell struct {
-	t     *testing.T
-	cfg   cell.Config
-	base  string
-	host  string
-	store *cellmongo.Store
-	svc   *service.Service
-	stop  func()
+	*celltest.Cell
+	t    *testing.T
+	cfg  cell.Config
+	base string
+	host string
+	svc  *service.Service
+	stop func()
 }
 
 const adminPassword = "admin-password-1"
@@ -165,72 +141,17 @@ const adminPassword = "admin-password-1"
 // adminPassword).
 func startCell(t *testing.T, tn *controlplane.Tenant, adminEmail string) *testCell {
 	t.Helper()
-	_, key, _ := ed25519.GenerateKey(nil)
-	cpPub, _, _ := ed25519.GenerateKey(nil)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	deps := &celltest.Deps{MongoURI: mongoURI, S3Endpoint: s3Endpoint, S3Access: s3Access, S3Secret: s3Secret, Bucket: s3Bucket}
+	cfg, _, err := deps.Config(tn.ID, tn.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	cfg := cell.Config{
-		TenantID: tn.ID, TenantKey: tn.Key, TenantName: tn.Name, ListenAddr: addr,
-		Hosts: []string{tn.Key + ".localhost"}, PublicURL: "http://" + tn.Key + ".localhost:8080",
-		MongoURI: mongoURI, Database: controlplane.DatabaseName(tn.ID),
-		S3Endpoint: s3Endpoint, S3PublicEndpoint: s3Endpoint, S3Region: versity.Region, S3Bucket: s3Bucket,
-		S3Prefix: controlplane.S3Prefix(tn.ID), S3AccessKey: s3Access, S3SecretKey: s3Secret,
-		SigningKey: key, SigningKeyID: "k1", ControlPlaneKey: cpPub, PresignTTL: time.Minute,
-		MaxUploadBytes: 8 << 20, UploadContentTypes: cell.DefaultUploadContentTypes,
-	}
-	ctx := context.Background()
-	store, err := cellmongo.Open(ctx, cfg.MongoURI, cfg.Database, cfg.TenantID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
-	blob, err := s3blob.New(s3blob.Config{Endpoint: cfg.S3Endpoint, PublicEndpoint: cfg.S3PublicEndpoint, Region: cfg.S3Region,
-		Bucket: cfg.S3Bucket, Prefix: cfg.S3Prefix, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authority := auth.NewAuthority(cfg.TenantID, cfg.SigningKey, cfg.SigningKeyID, cfg.ControlPlaneKey)
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	svc := service.New(cfg, store, blob, realtime.NewHub(), authority, log)
+	cfg.TenantName, cfg.Database, cfg.S3Prefix = tn.Name, controlplane.DatabaseName(tn.ID), controlplane.S3Prefix(tn.ID)
+	cfg.MaxUploadBytes = 8 << 20
 	hash, _ := auth.HashPassword(adminPassword)
-	if err := svc.Bootstrap(ctx, []cell.BootstrapUser{{Email: adminEmail, Name: "Admin", Roles: []string{cell.RoleTenantAdmin, cell.RoleAgent}, PasswordHash: hash}}); err != nil {
-		t.Fatal(err)
-	}
-	srv := web.New(cfg, svc, log)
-	go srv.Listen(addr)
-	runCtx, stopRun := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { svc.Run(runCtx); close(ran) }()
-	stopped := false
-	tc := &testCell{t: t, cfg: cfg, base: "http://" + addr, host: tn.Key + ".localhost:8080", store: store, svc: svc}
-	tc.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		srv.Shutdown(2 * time.Second)
-		stopRun()
-		<-ran
-		store.Close(context.Background())
-	}
-	t.Cleanup(tc.stop)
-	for i := 0; ; i++ {
-		if resp, err := http.Get(tc.base + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 300 {
-			t.Fatal("cell did not come up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return tc
+	c := celltest.Start(t, cfg, celltest.Options{
+		Bootstrap: []cell.BootstrapUser{{Email: adminEmail, Name: "Admin", Roles: []string{cell.RoleTenantAdmin, cell.RoleAgent}, PasswordHash: hash}}})
+	return &testCell{Cell: c, t: t, cfg: c.Cfg, base: c.Base, host: tn.Key + ".localhost:8080", svc: c.Service, stop: c.Stop}
 }
 
 // do sends a JSON request to the cell with its tenant's Host and decodes the answer into out.

@@ -191,7 +191,7 @@ func TestRoundTripLosesNothing(t *testing.T) {
 	dst := startCell(t, dstT, "admin@acme.test")
 	dstAdmin := dst.login("admin@acme.test", adminPassword)
 	dst.ok("POST", "/api/agents", dstAdmin, map[string]string{"email": "keeper@globex.test", "password": "keeper-password-1"}, nil)
-	if err := dst.store.SetUserPassword(ctx, mustUser(t, dst.store, "admin@acme.test").ID, hashOf(t, "globex-admin-pw")); err != nil {
+	if err := dst.Store.SetUserPassword(ctx, mustUser(t, dst.Store, "admin@acme.test").ID, hashOf(t, "globex-admin-pw")); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := e.svc.Import(ctx, "globex", "tester", bytes.NewReader(file.Bytes()))

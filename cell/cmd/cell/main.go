@@ -68,12 +68,12 @@ func run() error {
 	if err := svc.Bootstrap(ctx, cfg.BootstrapUsers); err != nil {
 		return fmt.Errorf("bootstrap users: %w", err)
 	}
-	hooks, err := webhook.New(store.Database(), cfg.TenantID, webhook.SettingsEndpoints(svc),
+	hooks, err := webhook.New(store.Database(), cfg.TenantID, service.WebhookEndpoints(svc),
 		webhook.Options{AllowPrivateNetworks: cfg.WebhookAllowPrivate, Logger: log.With("component", "webhook")})
 	if err != nil {
 		return err
 	}
-	webhook.Wire(svc, hooks)
+	service.WireWebhooks(svc, hooks)
 	flushed := make(chan struct{})
 	runCtx, stopRun := context.WithCancel(context.Background())
 	go func() { svc.Run(runCtx); close(flushed) }()
@@ -81,6 +81,10 @@ func run() error {
 	go func() { hooks.Run(runCtx); close(hooksDone) }()
 	defer func() { stopRun(); <-flushed; <-hooksDone }()
 	srv := web.New(cfg, svc, log)
+	if cfg.Tenancy == cell.TenancyCompat {
+		authority.AcceptImpliedTenant(srv.ObserveImpliedTenant)
+		log.Warn("compat tenancy: requests without the tenant's host and tokens without tenantId are accepted (and counted in atende_cell_compat_accepted_total)")
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Listen(cfg.ListenAddr) }()
 	log.Info("cell serving", "addr", cfg.ListenAddr, "url", cfg.PublicURL)
