@@ -31,7 +31,7 @@ func TestEventsSurviveCrashes(t *testing.T) {
 	ctx := context.Background()
 	crash := errors.New("crash")
 
-	t.Run("a crash between the event and the tenant write loses nothing and shows nothing false", func(t *testing.T) {
+	t.Run("a crash after the version claim is rolled forward by the next save, nothing shown before", func(t *testing.T) {
 		tn, ev := newTenant("crashy")
 		if err := s.CreateTenant(ctx, tn, ev); err != nil {
 			t.Fatal(err)
@@ -49,46 +49,61 @@ func TestEventsSurviveCrashes(t *testing.T) {
 			!slices.Equal(states(t, evs), []controlplane.State{controlplane.StateCreationRequested}) {
 			t.Fatalf("after the crash: tenant %+v events %+v %v", got, evs, err)
 		}
-		// The restarted supervisor's step saves the same version: its event takes the slot.
+		// The restarted supervisor's step saves the same version, on the other control plane:
+		// version 2 was decided by the claim, so it is applied and the late save loses.
 		e, _ = got.Transition(controlplane.StateCreating, "second try", time.Now())
+		if err := stores[1].SaveTenant(ctx, got, e); controlplane.ErrorCode(err) != controlplane.EConflict {
+			t.Fatalf("save of a claimed version: %v, want conflict", err)
+		}
+		got, _ = s.Tenant(ctx, tn.ID)
+		evs, _ = s.Events(ctx, tn.ID)
+		if got.Version != 2 || got.State != controlplane.StateCreating ||
+			!slices.Equal(states(t, evs), []controlplane.State{controlplane.StateCreationRequested, controlplane.StateCreating}) || evs[1].Reason != "first try" || evs[1].Seq != 2 {
+			t.Fatalf("after the roll-forward: tenant v%d %s, events %+v", got.Version, got.State, evs)
+		}
+		// And the chain goes on from there.
+		e, _ = got.Transition(controlplane.StateLive, "next step", time.Now())
 		if err := s.SaveTenant(ctx, got, e); err != nil {
 			t.Fatal(err)
 		}
-		evs, _ = s.Events(ctx, tn.ID)
-		if !slices.Equal(states(t, evs), []controlplane.State{controlplane.StateCreationRequested, controlplane.StateCreating}) || evs[1].Reason != "second try" || evs[1].Seq != 2 {
+		if evs, _ = s.Events(ctx, tn.ID); len(evs) != 3 || evs[2].Seq != 3 || evs[2].Reason != "next step" {
 			t.Fatalf("events %+v", evs)
 		}
 	})
 
-	t.Run("a left-over event under a version later saved without an event stays hidden", func(t *testing.T) {
+	t.Run("a save without an event continues the chain after a rolled-forward claim", func(t *testing.T) {
 		tn, ev := newTenant("addr")
 		if err := s.CreateTenant(ctx, tn, ev); err != nil {
 			t.Fatal(err)
 		}
 		mongodb.SetBeforeSave(s, func(string) error { return crash })
 		next := *tn
-		e, _ := next.Transition(controlplane.StateCreating, "never saved", time.Now())
+		e, _ := next.Transition(controlplane.StateCreating, "claimed", time.Now())
 		_ = s.SaveTenant(ctx, &next, e)
 		mongodb.SetBeforeSave(s, nil)
-		tn.Cell.Address = "127.0.0.1:1" // a save without event (the cell moved) reaches version 2
+		tn.Cell.Address = "127.0.0.1:1"
+		if err := s.SaveTenant(ctx, tn, nil); controlplane.ErrorCode(err) != controlplane.EConflict {
+			t.Fatalf("save of a claimed version: %v, want conflict", err)
+		}
+		tn, _ = s.Tenant(ctx, tn.ID)
+		tn.Cell.Address = "127.0.0.1:1" // a save without event (the cell moved) reaches version 3
 		if err := s.SaveTenant(ctx, tn, nil); err != nil {
 			t.Fatal(err)
 		}
-		e, _ = tn.Transition(controlplane.StateCreating, "saved", time.Now())
+		e, _ = tn.Transition(controlplane.StateLive, "saved", time.Now())
 		if err := s.SaveTenant(ctx, tn, e); err != nil {
 			t.Fatal(err)
 		}
 		evs, _ := s.Events(ctx, tn.ID)
-		if len(evs) != 2 || evs[0].Seq != 1 || evs[1].Seq != 3 || evs[1].Reason != "saved" {
+		if len(evs) != 3 || evs[1].Seq != 2 || evs[1].Reason != "claimed" || evs[2].Seq != 4 || evs[2].Reason != "saved" {
 			t.Fatalf("events %+v", evs)
 		}
 	})
 
-	// Concurrent saves of one version by one store (the API's intent and a supervisor step of one
-	// control plane): exactly one wins and only its event shows. (Across control planes the
-	// compare-and-set is atomic on MongoDB only; on FerretDB the tenant's lease serializes the
-	// supervisors' steps.)
-	t.Run("of two writers saving one version, only the winner's event shows", func(t *testing.T) {
+	// Concurrent saves of one version through two stores (two control planes: the API's intent on
+	// one and a supervisor step on the other): exactly one wins, on FerretDB too, and only its
+	// state and event show.
+	t.Run("of writers on two control planes saving one version, only the winner's save shows", func(t *testing.T) {
 		tn, ev := newTenant("duel")
 		if err := s.CreateTenant(ctx, tn, ev); err != nil {
 			t.Fatal(err)
@@ -96,14 +111,15 @@ func TestEventsSurviveCrashes(t *testing.T) {
 		for round := range 10 {
 			cur, _ := s.Tenant(ctx, tn.ID)
 			var wg sync.WaitGroup
-			reasons := []string{"a", "b", "c"}
+			reasons := []string{"a", "b", "c", "d", "e", "f"}
 			errs := make([]error, len(reasons))
 			for i := range reasons {
-				st := s
+				st := stores[i%len(stores)]
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					mine := *cur
+					mine.Name = "written by " + reasons[i]
 					e := &controlplane.Event{TenantID: mine.ID, From: mine.State, To: mine.State, At: time.Now(), Reason: reasons[i]}
 					errs[i] = st.SaveTenant(ctx, &mine, e)
 				}()
@@ -124,6 +140,9 @@ func TestEventsSurviveCrashes(t *testing.T) {
 			last := evs[len(evs)-1]
 			if winner < 0 || last.Seq != cur.Version+1 || last.Reason != reasons[winner] || len(evs) != round+2 {
 				t.Fatalf("round %d: winner %d, events %+v", round, winner, evs)
+			}
+			if got, _ := stores[1].Tenant(ctx, tn.ID); got.Version != cur.Version+1 || got.Name != "written by "+reasons[winner] {
+				t.Fatalf("round %d: tenant v%d %q, want v%d written by the winner %s", round, got.Version, got.Name, cur.Version+1, reasons[winner])
 			}
 		}
 	})

@@ -32,6 +32,7 @@ const (
 	tenantsCollection = "tenants"
 	eventsCollection  = "events"
 	leasesCollection  = "leases"
+	savesCollection   = "tenant_saves"
 )
 
 // Store implements controlplane.Store on one MongoDB database.
@@ -40,13 +41,15 @@ type Store struct {
 	tenants *mongo.Collection
 	events  *mongo.Collection
 	leases  *mongo.Collection
+	saves   *mongo.Collection // version claims, see SaveTenant
 	owned   bool
 	locks   sync.Map // tenant id -> *sync.Mutex
 	// leaseHints remembers the latest lease epoch seen per tenant id (int64), where the search
 	// for the latest epoch starts.
 	leaseHints sync.Map
-	// beforeSave, when set (tests only, see export_test.go), runs between the event write and
-	// the tenant write of SaveTenant; an error it returns ends SaveTenant there, like a crash.
+	// beforeSave, when set (tests only, see export_test.go), runs between the version claim and
+	// the event and tenant writes of SaveTenant; an error it returns ends SaveTenant there, like
+	// a crash (the claim is then applied by the next save attempt of that version).
 	beforeSave func(tenantID string) error
 }
 
@@ -81,7 +84,7 @@ func New(ctx context.Context, client *mongo.Client, database string) (*Store, er
 	}
 	db := client.Database(database)
 	s := &Store{client: client, tenants: db.Collection(tenantsCollection), events: db.Collection(eventsCollection),
-		leases: db.Collection(leasesCollection)}
+		leases: db.Collection(leasesCollection), saves: db.Collection(savesCollection)}
 	// One createIndexes command per index: FerretDB v1.24 panics (and drops the connection) on a
 	// createIndexes with two or more indexes that all exist already, i.e. at every restart.
 	for _, ix := range []struct {
@@ -349,12 +352,19 @@ func sortTenants(ts []*controlplane.Tenant) {
 	})
 }
 
-// SaveTenant implements controlplane.Store as a compare-and-set on Version. FerretDB v1 does not
-// run a conditional replace atomically, so saves of one tenant are also serialized in-process;
-// across processes the fence is the filter on MongoDB (and, for supervisor steps, the tenant's
-// lease). The event, if any, is written before the tenant (events.go): a crash between the two
-// writes leaves an event that readers ignore and the next save of that version replaces, never a
-// saved state without its event.
+// SaveTenant implements controlplane.Store as a compare-and-set on Version that holds across
+// control planes on FerretDB too. FerretDB v1 applies a conditional replace as a read, then a
+// write, so two control planes replacing {_id, version: v} at the same moment could both
+// succeed (measured on a similar compare-and-set: 2 to 5 winners of 20). The decision is
+// therefore an insert against a unique _id: the save of version v+1 first inserts the version
+// claim "<tenantId>:<v+1>" into tenant_saves, holding the document and event to write. Exactly
+// one claim per version exists; its writer applies it. A crash after the claim leaves the tenant
+// at v with its claim decided: the next save attempt of v finds the claim, applies it (the same
+// document, so applying twice is harmless) and answers conflict, and its caller reloads v+1.
+//
+// The event, if any, is written after the claim and before the tenant (events.go), so only the
+// winner of a version writes its event and readers never see a saved state without its event.
+// Saves of one tenant are also serialized in-process.
 func (s *Store) SaveTenant(ctx context.Context, t *controlplane.Tenant, ev *controlplane.Event) error {
 	mu := s.lock(t.ID)
 	mu.Lock()
@@ -370,41 +380,88 @@ func (s *Store) SaveTenant(ctx context.Context, t *controlplane.Tenant, ev *cont
 	next.Version = t.Version + 1
 	d := toDoc(&next)
 	d.LastEventSeq, d.LastEventNonce = cur.LastEventSeq, cur.LastEventNonce
-	var e eventDoc
+	c := saveClaim{ID: EventID(t.ID, next.Version), TenantID: t.ID, Version: next.Version, At: time.Now().UTC()}
 	if ev != nil {
 		committed := *ev
 		committed.Seq = next.Version
-		e = newEventDoc(committed, cur.LastEventSeq, cur.LastEventNonce)
-		if err := s.putEvent(ctx, e); err != nil {
-			return err
-		}
+		e := newEventDoc(committed, cur.LastEventSeq, cur.LastEventNonce)
+		c.Event = &e
 		d.LastEventSeq, d.LastEventNonce = e.Seq, e.Nonce
+	}
+	c.Doc = d
+	if _, err := s.saves.InsertOne(ctx, c); err != nil {
+		if !isDuplicate(err) {
+			return fmt.Errorf("mongodb: claim version %d of tenant %s: %w", next.Version, t.ID, err)
+		}
+		// Another save won this version: make sure it is applied, then lose.
+		var won saveClaim
+		if err := s.saves.FindOne(ctx, bson.D{{Key: "_id", Value: c.ID}}).Decode(&won); err == nil {
+			_ = s.applyClaim(ctx, won) // on failure the next attempt applies it again
+		}
+		return controlplane.Errorf(controlplane.EConflict, "tenant %q was changed concurrently; reload and retry", t.ID)
 	}
 	if s.beforeSave != nil {
 		if err := s.beforeSave(t.ID); err != nil {
 			return err
 		}
 	}
-	res, err := s.tenants.ReplaceOne(ctx, bson.D{{Key: "_id", Value: t.ID}, {Key: "version", Value: t.Version}}, d)
-	if err != nil {
+	if err := s.applyClaim(ctx, c); err != nil {
 		if isDuplicate(err) {
+			// The key is taken by another live tenant: this version can never be applied, so the
+			// claim is withdrawn (nobody else could apply it either) and v+1 is free again.
+			_, _ = s.saves.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: c.ID}})
 			return controlplane.Errorf(controlplane.EConflict, "the key %q is already taken by another tenant", t.Key)
 		}
-		return fmt.Errorf("mongodb: save tenant: %w", err)
-	}
-	if res.MatchedCount == 0 {
-		if _, err := s.Tenant(ctx, t.ID); err != nil {
-			return err
-		}
-		return controlplane.Errorf(controlplane.EConflict, "tenant %q was changed concurrently; reload and retry", t.ID)
+		return err
 	}
 	t.Version = next.Version
 	if ev != nil {
 		ev.Seq = t.Version
-		// The state is saved: make sure its event is the one stored under its sequence number
-		// (another control plane saving the same version at the same moment may have replaced
-		// it before losing the compare-and-set), even if ctx is cancelled now.
-		return s.confirmEvent(context.WithoutCancel(ctx), e)
+	}
+	// The claim of the previous version is no longer needed by anyone: it is applied.
+	_, _ = s.saves.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: EventID(t.ID, t.Version-1)}})
+	return nil
+}
+
+// saveClaim is a decided save: version Version of the tenant is Doc, with Event (if any).
+type saveClaim struct {
+	ID       string    `bson:"_id"`
+	TenantID string    `bson:"tenantId"`
+	Version  int64     `bson:"version"`
+	At       time.Time `bson:"at"`
+	Doc      tenantDoc `bson:"doc"`
+	Event    *eventDoc `bson:"event,omitempty"`
+}
+
+// applyClaim writes a decided save: its event under its id (replacing any other left there),
+// then the tenant document if the tenant is still at the version before. It is idempotent: a
+// tenant already at the claim's version (applied by someone else) is left as it is.
+func (s *Store) applyClaim(ctx context.Context, c saveClaim) error {
+	if c.Event != nil {
+		if err := s.putEvent(ctx, *c.Event); err != nil {
+			return err
+		}
+	}
+	res, err := s.tenants.ReplaceOne(ctx, bson.D{{Key: "_id", Value: c.TenantID}, {Key: "version", Value: c.Version - 1}}, c.Doc)
+	if err != nil {
+		if isDuplicate(err) {
+			return err
+		}
+		return fmt.Errorf("mongodb: save tenant: %w", err)
+	}
+	if res.MatchedCount == 0 {
+		cur, err := s.findDoc(ctx, bson.D{{Key: "_id", Value: c.TenantID}}, "no tenant with id %q", c.TenantID)
+		if err != nil {
+			return err
+		}
+		if cur.Version < c.Version {
+			return controlplane.Errorf(controlplane.EConflict, "tenant %q is at version %d, the claim is for %d", c.TenantID, cur.Version, c.Version)
+		}
+	}
+	if c.Event != nil {
+		// The state is saved: make sure its event is the one stored under its sequence number,
+		// even if ctx is cancelled now.
+		return s.confirmEvent(context.WithoutCancel(ctx), *c.Event)
 	}
 	return nil
 }
