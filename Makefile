@@ -30,8 +30,9 @@ deps:
 traefik-bin:
 	@TRAEFIK_VERSION=$(TRAEFIK_VERSION) ATENDE_TRAEFIK_BIN=$(TRAEFIK_BIN) GO=$(GO) traefik/build-traefik.sh >/dev/null
 
-## test: vet + every test (unit, integration, end-to-end, browser, real Traefik)
-test: deps build traefik-bin
+## test: vet + every test (unit, integration, end-to-end, browser, real Traefik, and the compose
+## stack where a Docker engine answers: nats-bin is for its local images)
+test: deps build traefik-bin nats-bin
 	$(GO) vet ./...
 	ATENDE_TRAEFIK_BIN=$(TRAEFIK_BIN) $(GO) test -count=1 -timeout 25m ./...
 
@@ -39,9 +40,10 @@ test: deps build traefik-bin
 test-short:
 	$(GO) test -count=1 -short ./...
 
-## bench: benchmarks and measured figures (see README "Figures")
+## bench: benchmarks and measured figures (see README "Figures"); at full size they take about
+## an hour on 2 cores (ATENDE_BENCH_* variables make them smaller, see e2e/chat_bench_test.go)
 bench: build
-	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 120m ./...
 
 ## images: atende/cell:$(IMAGE_TAG) and atende/controlplane:$(IMAGE_TAG), FROM scratch, from the
 ## static binaries (nothing is pulled: there is no registry). Each context is a tar of exactly the
@@ -57,6 +59,54 @@ images: build
 	  docker build -f deploy/cell.Dockerfile -t atende/cell:$(IMAGE_TAG) -
 	tar -c deploy/controlplane.Dockerfile $(BIN)/controlplane $(BIN)/cell $(BIN)/ctl $(BIN)/ca-certificates.crt \
 	  $(BIN)/zoneinfo.zip $(BIN)/data | docker build -f deploy/controlplane.Dockerfile -t atende/controlplane:$(IMAGE_TAG) -
+	# atende/mongo: the dedicated tier's database server (FerretDB embedded; compose uses MongoDB).
+	$(GO) build -trimpath -o $(BIN)/ ./controlplane/cmd/mongoserver
+	tar -c deploy/mongo.Dockerfile $(BIN)/mongoserver $(BIN)/data | \
+	  docker build -f deploy/mongo.Dockerfile -t atende/mongo:$(IMAGE_TAG) -
+
+## nats-bin: bin/nats-server for docker-compose.local.yml, built from the Go module proxy
+## (github.com/nats-io/nats-server/v2 at $(NATS_VERSION), static, outside our go.mod; a minute or
+## two cold, then a no-op until `make clean`)
+NATS_VERSION ?= v2.15.2
+.PHONY: nats-bin images-local compose-up compose-down
+nats-bin: $(BIN)/nats-server
+$(BIN)/nats-server:
+	mkdir -p $(BIN)
+	cd / && export GOWORK=off GOFLAGS=-buildvcs=false && \
+	  dir="$$($(GO) mod download -json github.com/nats-io/nats-server/v2@$(NATS_VERSION) | \
+	    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$$/\1/p')" && test -d "$$dir" && \
+	  cd "$$dir" && $(GO) build -trimpath -ldflags "-s -w" -o $(abspath $(BIN))/nats-server.tmp . && \
+	  mv -f $(abspath $(BIN))/nats-server.tmp $(abspath $(BIN))/nats-server
+
+## images-local: `images` plus atende/traefik (make traefik-bin), atende/s3 (versitygw,
+## controlplane/cmd/s3server) and atende/nats (make nats-bin), FROM scratch, for
+## docker-compose.local.yml on machines without an image registry
+images-local: images traefik-bin nats-bin
+	$(GO) build -trimpath -o $(BIN)/ ./controlplane/cmd/s3server
+	cp $(TRAEFIK_BIN) $(BIN)/traefik
+	tar -c deploy/traefik.Dockerfile $(BIN)/traefik $(BIN)/ca-certificates.crt | \
+	  docker build -q -f deploy/traefik.Dockerfile -t atende/traefik:$(IMAGE_TAG) -
+	tar -c deploy/s3.Dockerfile $(BIN)/s3server $(BIN)/data | \
+	  docker build -q -f deploy/s3.Dockerfile -t atende/s3:$(IMAGE_TAG) -
+	tar -c deploy/nats.Dockerfile $(BIN)/nats-server | \
+	  docker build -q -f deploy/nats.Dockerfile -t atende/nats:$(IMAGE_TAG) -
+
+## compose-up: the compose stack with the locally built images (docker-compose.local.yml); its
+## settings come from .env (see deploy/atende.env.example)
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+COMPOSE_LOCAL = $(COMPOSE) -f docker-compose.yml -f docker-compose.local.yml
+compose-up: images-local
+	$(COMPOSE_LOCAL) up -d
+
+## compose-down: stops that stack: the control plane first, then the cell containers it created on
+## the stack's network (and their own networks), then the rest; volumes (data) are kept
+compose-down:
+	$(COMPOSE_LOCAL) stop controlplane
+	net=$$(sed -n 's/^ATENDE_NETWORK=//p' .env 2>/dev/null); net=$${ATENDE_NETWORK:-$${net:-atende}}; \
+	for c in $$(docker ps -aq --filter label=atende.managed=true --filter network=$$net); do \
+	  t=$$(docker inspect -f '{{index .Config.Labels "atende.tenantId"}}' $$c); \
+	  docker rm -f $$c >/dev/null && docker network rm atende-t-$$t >/dev/null; done
+	$(COMPOSE_LOCAL) down
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -118,6 +118,9 @@ type NewTenant struct {
 	AllowedOrigins []string
 	Plan           string
 	Dedicated      bool
+	// Tier is TierShared, TierDedicated or "" (TierDedicated when Dedicated is set, TierShared
+	// otherwise); a tier contradicting Dedicated is invalid.
+	Tier string
 	// Admin is the tenant's first tenant-admin (roles "tenant-admin" and "agent").
 	Admin NewUser
 	// Agents are further users to create with the cell (e.g. the seeded dev agent).

@@ -2,7 +2,8 @@
 // states and legal transitions, lifecycle events, cells, the error type, and the interfaces of the
 // registry store and of cell drivers. Implementations live in sub-packages, one technology or role
 // each: mongodb (registry store), process (cell driver), supervisor (reconciler and tenant
-// service), api (super-admin HTTP API and client).
+// service), api (super-admin HTTP API and client), platformhook (lifecycle webhooks to the
+// platform URL).
 package controlplane
 
 import (
@@ -42,6 +43,11 @@ type Tenant struct {
 	// Dedicated asks for a dedicated stack (own database server, bucket and network) where the
 	// driver supports it.
 	Dedicated bool `json:"dedicated"`
+	// Tier is TierShared or TierDedicated (Dedicated is true for the latter), fixed at creation.
+	Tier string `json:"tier"`
+	// Stack records what the supervisor created for the tenant besides its cell (a database
+	// user, or the dedicated tier's network, database server, volume and bucket).
+	Stack Stack `json:"stack"`
 	// CreatedAt and UpdatedAt are UTC timestamps.
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
@@ -65,6 +71,10 @@ type Tenant struct {
 	// SigningKeyID is the `kid` of the cell's active token-signing key. It is public (every token
 	// header and the cell's JWKS carry it); the tenant service fills it from Secrets for callers.
 	SigningKeyID string `json:"signingKid,omitempty"`
+	// Tenancy is TenancyStrict or TenancyCompat (tenancy.go): whether the cell also serves
+	// requests without the tenant context during a migration's switch-over. Empty when read from
+	// a registry written before tenancy modes (strict).
+	Tenancy string `json:"tenancy"`
 	// Secrets never leave the control plane through the API.
 	Secrets Secrets `json:"-"`
 	// Version counts saved changes; the store uses it to refuse a save based on a stale read.
@@ -129,6 +139,9 @@ type Secrets struct {
 	PreviousKeys []cell.VerificationKey
 	// BootstrapUsers are created by the cell when missing (the first tenant-admin, seeded agents).
 	BootstrapUsers []cell.BootstrapUser
+	// DatabasePassword is the password of the tenant's own database user (Stack.DatabaseUser),
+	// 32 random bytes in hex; empty when it has none.
+	DatabasePassword string
 }
 
 // NewSigningKeyID returns a new random JWT `kid` for a cell's signing key: "k-" and 10 characters

@@ -176,6 +176,7 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.BoolVar(&a.yes, "yes", false, "do not ask for confirmation")
 	root.AddCommand(a.tenantCmd(), a.cellCmd())
 	root.AddCommand(a.sweepCmd())
+	root.AddCommand(a.webhooksCmd())
 	return root
 }
 

@@ -96,8 +96,9 @@ func (a *app) tenantExportCmd() *cobra.Command {
 
 func (a *app) tenantImportCmd() *cobra.Command {
 	var input, fromMongo, database string
+	var compat bool
 	cmd := &cobra.Command{
-		Use:   "import KEY [-f FILE | --from-mongo URI [--database DB]]",
+		Use:   "import KEY [-f FILE | --from-mongo URI [--database DB] [--compat]]",
 		Short: "Import an export (or the single-tenant app's database) into a tenant",
 		Long: "Import a file made by `ctl tenant export` (from stdin, or -f FILE) into the tenant KEY, which must be\n" +
 			"live or suspended and have no chats (create a new tenant for it). Every tenantId becomes KEY's;\n" +
@@ -106,10 +107,13 @@ func (a *app) tenantImportCmd() *cobra.Command {
 			"exported users log in with their old passwords.\n\n" +
 			"With --from-mongo, migrate the database of the original single-tenant app instead: the control\n" +
 			"plane connects to URI (the database is --database, or the URI's path) and maps its users, chats and\n" +
-			"messages (README, \"Migrating from the single-tenant app\"), reporting what it skipped and why.",
+			"messages (README, \"Migrating from the single-tenant app\"), reporting what it skipped and why.\n" +
+			"With --compat as well, the tenant's cell is then switched to compat tenancy (see `ctl tenant\n" +
+			"set-tenancy`): the old clients keep working on the old host while they move to KEY's host.",
 		Example: "  ctl tenant create acme2 --name \"Acme\" --admin-email admin@acme.test\n" +
 			"  ctl tenant import acme2 < acme.atende.jsonl.gz\n" +
-			"  ctl tenant import acme --from-mongo mongodb://legacy-host:27017/livechat",
+			"  ctl tenant import acme --from-mongo mongodb://legacy-host:27017/livechat\n" +
+			"  ctl tenant import acme --from-mongo mongodb://legacy-host:27017/livechat --compat",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
@@ -117,6 +121,8 @@ func (a *app) tenantImportCmd() *cobra.Command {
 				return fmt.Errorf("pass either -f FILE or --from-mongo URI, not both")
 			case database != "" && fromMongo == "":
 				return fmt.Errorf("--database goes with --from-mongo")
+			case compat && fromMongo == "":
+				return fmt.Errorf("--compat goes with --from-mongo")
 			case fromMongo == "" && (input == "" || input == "-") && isTerminal(a.in):
 				return fmt.Errorf("pipe an export into stdin (< FILE) or pass -f FILE")
 			}
@@ -158,6 +164,11 @@ func (a *app) tenantImportCmd() *cobra.Command {
 					return err
 				}
 				fmt.Fprintln(a.errOut, "done")
+				if compat {
+					if err := a.switchToCompat(cmd, c, t); err != nil {
+						return err
+					}
+				}
 				if a.jsonOut {
 					return a.printJSON(rep)
 				}
@@ -169,6 +180,7 @@ func (a *app) tenantImportCmd() *cobra.Command {
 	f.StringVarP(&input, "file", "f", "", "read the export from FILE instead of stdin")
 	f.StringVar(&fromMongo, "from-mongo", "", "migrate the single-tenant app's MongoDB database at this mongodb:// URI")
 	f.StringVar(&database, "database", "", "the legacy database (default: the one in the --from-mongo URI)")
+	f.BoolVar(&compat, "compat", false, "after the migration, serve the old clients without tenant context (compat tenancy) until `ctl tenant set-tenancy KEY strict`")
 	return cmd
 }
 

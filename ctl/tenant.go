@@ -21,6 +21,7 @@ func (a *app) tenantCmd() *cobra.Command {
 		a.tenantSuspendCmd(), a.tenantResumeCmd(), a.tenantDeleteCmd(), a.tenantRotateKeysCmd())
 	cmd.AddCommand(a.tenantExportCmd(), a.tenantImportCmd())
 	cmd.AddCommand(a.tenantCancelDeleteCmd())
+	cmd.AddCommand(a.tenantSetTenancyCmd())
 	return cmd
 }
 
@@ -76,7 +77,7 @@ func (a *app) tenantCreateCmd() *cobra.Command {
 	f.StringVar(&req.Name, "name", "", "display name (required)")
 	f.StringArrayVar(&req.AllowedOrigins, "allowed-origin", nil, "extra origin allowed to embed the widget, e.g. https://www.acme.com (repeatable)")
 	f.StringVar(&req.Plan, "plan", "", "plan: free (default), pro or enterprise")
-	f.BoolVar(&req.Dedicated, "dedicated", false, "ask for a dedicated stack")
+	f.BoolVar(&req.Dedicated, "dedicated", false, "dedicated tier: its own database server, bucket and network (docker driver only)")
 	f.StringVar(&req.AdminEmail, "admin-email", "", "email of the first tenant-admin (required)")
 	f.StringVar(&req.AdminPassword, "admin-password", "", "password of the first tenant-admin (default: generated)")
 	f.BoolVar(&noWait, "no-wait", false, "return as soon as the creation is recorded")
@@ -197,8 +198,8 @@ func (a *app) printTenant(t *controlplane.Tenant) error {
 	}
 	rows := [][2]string{
 		{"Key", t.Key}, {"Name", t.Name}, {"ID", t.ID}, {"State", state}, {"URL", t.URL},
-		{"Plan", t.Plan}, {"Dedicated", fmt.Sprint(t.Dedicated)},
-		{"Allowed origins", strings.Join(t.AllowedOrigins, ", ")},
+		{"Plan", t.Plan}, {"Tier", t.Tier}, {"Dedicated", fmt.Sprint(t.Dedicated)},
+		{"Tenancy", t.Tenancy}, {"Allowed origins", strings.Join(t.AllowedOrigins, ", ")},
 		{"Created", t.CreatedAt.Format(time.RFC3339)}, {"Updated", t.UpdatedAt.Format(time.RFC3339)},
 		{"Cell", fmt.Sprintf("%s %s", t.Cell.Driver, t.Cell.Address)}, {"Database", t.Cell.Database}, {"S3 prefix", t.Cell.S3Prefix},
 	}

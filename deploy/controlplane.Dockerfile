@@ -17,6 +17,10 @@ COPY bin/ctl /ctl
 # An empty directory owned by the runtime user: a named volume mounted on /data starts with this
 # ownership, so the non-root control plane can write its data there.
 COPY --chown=65534:65534 bin/data /data
+# The same empty directory again as /data/traefik, where the control plane writes Traefik's
+# dynamic configuration: docker-compose.yml mounts the volume Traefik reads on it, and a named
+# volume takes the ownership of the directory it is first mounted on.
+COPY --chown=65534:65534 bin/data /data/traefik
 ENV ZONEINFO=/zoneinfo.zip ATENDE_DATA_DIR=/data ATENDE_API_ADDR=0.0.0.0:8081 ATENDE_EDGE_ADDR=0.0.0.0:8080 ATENDE_CELL_BIN=/cell
 VOLUME /data
 USER 65534:65534

@@ -23,6 +23,10 @@
 //	GET    /api/tenants/{idOrKey}/cell/logs[?lines=N]  text/plain
 //	GET    /api/tenants/{idOrKey}/export     application/gzip, streamed (export.go)
 //	POST   /api/tenants/{idOrKey}/import     export file or LegacyImportRequest → transfer.Report
+//	PUT    /api/tenants/{idOrKey}/tenancy    TenancyRequest → 202 tenant (the cell restarts with
+//	                                         it, like rotate-keys; webhooks.go)
+//	GET    /api/webhooks/deliveries[?tenant=K&limit=N]  controlplane.WebhookLog: lifecycle
+//	                                         webhook attempts, newest first (webhooks.go)
 //	GET    /_pages/notfound, /_pages/paused  HTML pages for Traefik's fallback and paused services
 //
 // Errors: {"error":{"code","message","requestId"}} with the status of statusOf.
@@ -78,6 +82,8 @@ type Options struct {
 	// TransferTimeout bounds reading and writing one export or import request; default
 	// DefaultTransferTimeout.
 	TransferTimeout time.Duration
+	// Webhooks serves GET /api/webhooks/deliveries (webhooks.go); nil answers it 404.
+	Webhooks controlplane.PlatformWebhooks
 }
 
 // New returns the Fiber app serving the API. It panics if Service or TokenKey is missing (a
@@ -96,7 +102,7 @@ func New(opts Options) *fiber.App {
 		opts.TransferTimeout = DefaultTransferTimeout
 	}
 	h := &handlers{svc: opts.Service, validate: validator.New(validator.WithRequiredStructEnabled()),
-		transfer: opts.Transfer, bodyLimit: opts.BodyLimit, log: opts.Logger}
+		transfer: opts.Transfer, bodyLimit: opts.BodyLimit, log: opts.Logger, webhooks: opts.Webhooks}
 	app := fiber.New(fiber.Config{
 		AppName: "atende-controlplane", BodyLimit: opts.BodyLimit, Immutable: true,
 		DisableStartupMessage: true, ErrorHandler: errorHandler(opts.Logger),
@@ -123,6 +129,8 @@ func New(opts Options) *fiber.App {
 	r.Get("/tenants/:id/cell/logs", h.cellLogs)
 	r.Get("/tenants/:id/export", h.exportTenant)
 	r.Post("/tenants/:id/import", h.importTenant)
+	r.Put("/tenants/:id/tenancy", h.setTenancy)
+	r.Get("/webhooks/deliveries", h.webhookDeliveries)
 	app.Use(func(c *fiber.Ctx) error {
 		return controlplane.Errorf(controlplane.ENotFound, "no route %s %s", c.Method(), c.Path())
 	})
@@ -183,6 +191,8 @@ func statusOf(code string) int {
 		return http.StatusConflict
 	case controlplane.ETooLarge:
 		return http.StatusRequestEntityTooLarge
+	case controlplane.EUnsupported:
+		return http.StatusUnprocessableEntity
 	default:
 		return http.StatusInternalServerError
 	}
@@ -243,8 +253,11 @@ type CreateTenantRequest struct {
 	AllowedOrigins []string `json:"allowedOrigins,omitempty" validate:"max=50,dive,required"`
 	// Plan is "free" (default), "pro" or "enterprise".
 	Plan string `json:"plan,omitempty" validate:"omitempty,oneof=free pro enterprise"`
-	// Dedicated asks for a dedicated stack.
+	// Dedicated asks for a dedicated stack; the same as Tier "dedicated".
 	Dedicated bool `json:"dedicated,omitempty"`
+	// Tier is "shared" (default) or "dedicated" (controlplane.TierDedicated: own database server,
+	// bucket and network; docker driver only, otherwise 422 unsupported). It never changes.
+	Tier string `json:"tier,omitempty" validate:"omitempty,oneof=shared dedicated"`
 	// AdminEmail is the first tenant-admin's email.
 	AdminEmail string `json:"adminEmail" validate:"required,email,max=254"`
 	// AdminPassword is that admin's password (8 to 72 bytes); generated when empty.
@@ -274,6 +287,7 @@ type handlers struct {
 	transfer  TenantTransfer
 	bodyLimit int
 	log       *slog.Logger
+	webhooks  controlplane.PlatformWebhooks
 }
 
 // bind decodes the JSON body into v, refusing unknown fields and trailing data, then validates it.
@@ -331,7 +345,7 @@ func (h *handlers) createTenant(c *fiber.Ctx) error {
 		return err
 	}
 	created, err := h.svc.CreateTenant(c.UserContext(), controlplane.NewTenant{
-		Key: req.Key, Name: req.Name, AllowedOrigins: req.AllowedOrigins, Plan: req.Plan, Dedicated: req.Dedicated,
+		Key: req.Key, Name: req.Name, AllowedOrigins: req.AllowedOrigins, Plan: req.Plan, Dedicated: req.Dedicated, Tier: req.Tier,
 		Admin: controlplane.NewUser{Email: req.AdminEmail, Password: req.AdminPassword},
 	})
 	if err != nil {

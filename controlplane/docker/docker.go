@@ -19,9 +19,10 @@
 // address and republishes the routes). A Start with cell.Config.ListenAddr set asks for that
 // address's port again (the supervisor does so when it restarts a cell with a new configuration)
 // and falls back to an engine-chosen port if it is taken. In production, where the control plane
-// and Traefik run in containers themselves, publishing is unnecessary: Traefik joins each cell's
-// network (NetworkConnect) and routes to http://atende-cell-<id>:8080; Remove disconnects such
-// extra endpoints before deleting the network.
+// and Traefik run in containers themselves (docker-compose.yml), publishing is unnecessary: with
+// Options.Network each cell also joins that network, its Address is "atende-cell-<id>:8080" and
+// Traefik routes to http://atende-cell-<id>:8080. Remove disconnects every other endpoint of the
+// tenant's own network before deleting it.
 //
 // Reaching MongoDB and S3. A cell's loopback is its own, so the services must listen on an
 // address of the host that containers can reach and that is not exposed to the outside: the
@@ -124,6 +125,12 @@ type Options struct {
 	Client *client.Client
 	// Image is the cell image; default DefaultImage. It must exist locally: the driver never pulls.
 	Image string
+	// DatabaseImage is the dedicated tier's database server image (see dedicated.go); default
+	// DefaultDatabaseImage. It must exist locally when a dedicated tenant is created.
+	DatabaseImage string
+	// SubnetPool is the IPv4 range tenant networks take their /28 subnets from; default
+	// DefaultSubnetPool (see subnets.go: the engine's own pools hold about 30 networks).
+	SubnetPool string
 	// Resources are every cell's limits; default DefaultResources. ResourcesFor, when set, chooses
 	// them per cell instead (e.g. from the tenant's plan).
 	Resources    Resources
@@ -140,6 +147,13 @@ type Options struct {
 	Fence int64
 	// PublishHost is the host address cells' ports are published on; default "127.0.0.1".
 	PublishHost string
+	// Network, when set, is an existing network every cell container joins besides its own (in
+	// a compose deployment: the network of Traefik, the control plane, MongoDB and S3). The
+	// cell's Address is then "<ContainerName>:<ContainerPort>", resolved by the engine's DNS on
+	// that network, and no port is published on the host. Cells on it can reach one another's
+	// HTTP port, which serves nothing a tenant host does not (each cell checks Host, audience and
+	// tenant); the network is where they reach MongoDB and S3 too.
+	Network string
 	// ExtraHosts are added to every cell's /etc/hosts; default
 	// ["host.docker.internal:host-gateway"]. Pass an empty non-nil slice for none.
 	ExtraHosts []string
@@ -225,6 +239,12 @@ func New(ctx context.Context, opts Options) (*Driver, error) {
 	if _, err := d.cli.Ping(ctx); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("docker: engine not reachable at %s: %w", d.cli.DaemonHost(), err)
+	}
+	if opts.Network != "" {
+		if _, err := d.cli.NetworkInspect(ctx, opts.Network, network.InspectOptions{}); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("docker: network %s for cells: %w", opts.Network, err)
+		}
 	}
 	if _, err := d.cli.ImageInspect(ctx, opts.Image); err != nil {
 		d.Close()
@@ -342,7 +362,11 @@ func (d *Driver) spec(cfg cell.Config, hostPort string, fence int64) spec {
 	binding := nat.PortBinding{HostIP: d.opts.PublishHost, HostPort: hostPort}
 	tmpfs := map[string]string{"/tmp": "rw,noexec,nosuid,nodev,size=16m"}
 	sum := sha256.New()
-	_ = json.NewEncoder(sum).Encode([]any{d.opts.Image, env, d.opts.User, res, restart, binding, health, d.opts.ExtraHosts, tmpfs})
+	ports := nat.PortMap{portKey: []nat.PortBinding{binding}}
+	if d.opts.Network != "" {
+		ports = nil // addressed on the network by name
+	}
+	_ = json.NewEncoder(sum).Encode([]any{d.opts.Image, env, d.opts.User, res, restart, ports, health, d.opts.ExtraHosts, tmpfs, d.opts.Network})
 	hash := hex.EncodeToString(sum.Sum(nil))[:20]
 
 	labels := map[string]string{}
@@ -365,7 +389,7 @@ func (d *Driver) spec(cfg cell.Config, hostPort string, fence int64) spec {
 		},
 		host: &container.HostConfig{
 			NetworkMode:    container.NetworkMode(NetworkName(cfg.TenantID)),
-			PortBindings:   nat.PortMap{portKey: []nat.PortBinding{binding}},
+			PortBindings:   ports,
 			RestartPolicy:  restart,
 			ReadonlyRootfs: true,
 			Tmpfs:          tmpfs,
@@ -423,7 +447,7 @@ func (d *Driver) Start(ctx context.Context, cfg cell.Config) (controlplane.Cell,
 			}
 			if info.State != nil && (info.State.Running || info.State.Restarting) {
 				d.markStarted(cfg.TenantID)
-				return facts(info, cfg), nil
+				return d.facts(info, cfg), nil
 			}
 			if info.Config.Labels[LabelConfig] == sp.hash && info.Config.Labels[LabelFence] == sp.config.Labels[LabelFence] {
 				err := d.cli.ContainerStart(ctx, info.ID, container.StartOptions{})
@@ -453,8 +477,15 @@ func (d *Driver) Start(ctx context.Context, cfg cell.Config) (controlplane.Cell,
 			}
 			return controlplane.Cell{}, fmt.Errorf("docker: create %s: %w", name, err)
 		}
+		if d.opts.Network != "" {
+			// Engines before API 1.44 attach a container to one network at creation only.
+			if err := d.cli.NetworkConnect(ctx, d.opts.Network, created.ID, nil); err != nil {
+				_ = d.cli.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true})
+				return controlplane.Cell{}, fmt.Errorf("docker: connect %s to %s: %w", name, d.opts.Network, err)
+			}
+		}
 		err = d.cli.ContainerStart(ctx, created.ID, container.StartOptions{})
-		if err != nil && portTaken(err) && sp.host.PortBindings[portKey][0].HostPort != "" {
+		if err != nil && portTaken(err) && len(sp.host.PortBindings[portKey]) > 0 && sp.host.PortBindings[portKey][0].HostPort != "" {
 			d.log.Warn("requested cell port taken; publishing on another port", attrTenantID, cfg.TenantID, attrAddr, cfg.ListenAddr)
 			_ = d.cli.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true})
 			sp = d.spec(cfg, "", fence)
@@ -474,7 +505,7 @@ func (d *Driver) startedFacts(ctx context.Context, cfg cell.Config) (controlplan
 		return controlplane.Cell{}, fmt.Errorf("docker: inspect %s: %w", ContainerName(cfg.TenantID), err)
 	}
 	d.markStarted(cfg.TenantID)
-	c := facts(info, cfg)
+	c := d.facts(info, cfg)
 	d.log.Info("cell started", attrTenantID, cfg.TenantID, attrAddr, c.Address, "container", shortID(info.ID))
 	return c, nil
 }
@@ -542,16 +573,12 @@ func (d *Driver) ensureNetwork(ctx context.Context, tenantID string) error {
 		labels[k] = v
 	}
 	labels[LabelManaged], labels[LabelTenantID] = "true", tenantID
-	_, err = d.cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels})
-	if err != nil && !cerrdefs.IsConflict(err) {
-		return fmt.Errorf("docker: create network %s: %w", name, err)
-	}
-	return nil
+	return d.createTenantNetwork(ctx, name, labels) // a subnet of Options.SubnetPool (subnets.go)
 }
 
 // facts returns what the driver records about the container of cfg's cell.
-func facts(info container.InspectResponse, cfg cell.Config) controlplane.Cell {
-	c := controlplane.Cell{Driver: DriverName, Address: address(info), ContainerID: info.ID,
+func (d *Driver) facts(info container.InspectResponse, cfg cell.Config) controlplane.Cell {
+	c := controlplane.Cell{Driver: DriverName, Address: d.address(info), ContainerID: info.ID,
 		Database: cfg.Database, S3Prefix: cfg.S3Prefix}
 	if info.State != nil && info.State.Running {
 		c.StartedAt = parseTime(info.State.StartedAt)
@@ -560,8 +587,15 @@ func facts(info container.InspectResponse, cfg cell.Config) controlplane.Cell {
 }
 
 // address returns "host:port" of the container's published cell port, or "" when it has none
-// (not running). An unspecified host address means the loopback.
-func address(info container.InspectResponse) string {
+// (not running). An unspecified host address means the loopback. With Options.Network it is
+// "<container name>:<ContainerPort>" while the container runs.
+func (d *Driver) address(info container.InspectResponse) string {
+	if d.opts.Network != "" {
+		if info.State == nil || !info.State.Running {
+			return ""
+		}
+		return net.JoinHostPort(strings.TrimPrefix(info.Name, "/"), strconv.Itoa(ContainerPort))
+	}
 	if info.NetworkSettings == nil {
 		return ""
 	}
@@ -655,7 +689,7 @@ func (d *Driver) Status(ctx context.Context, tenantID string) (controlplane.Cell
 	if err != nil {
 		return st, fmt.Errorf("docker: inspect %s: %w", ContainerName(tenantID), err)
 	}
-	st.ContainerID, st.Restarts, st.Address = info.ID, info.RestartCount, address(info)
+	st.ContainerID, st.Restarts, st.Address = info.ID, info.RestartCount, d.address(info)
 	if info.Config != nil {
 		st.Fence, _ = strconv.ParseInt(info.Config.Labels[LabelFence], 10, 64)
 	}
@@ -827,8 +861,9 @@ func (d *Driver) Managed(ctx context.Context) ([]string, error) {
 var _ controlplane.ResourceLister = (*Driver)(nil)
 
 // TenantResources implements controlplane.ResourceLister: every container
-// (controlplane.ResourceContainer) and network (controlplane.ResourceNetwork) on the engine
-// labelled LabelManaged with a LabelTenantID, whichever driver created it.
+// (controlplane.ResourceContainer: cells and dedicated database servers), network
+// (controlplane.ResourceNetwork) and volume (controlplane.ResourceVolume: dedicated databases'
+// data) on the engine labelled LabelManaged with a LabelTenantID, whichever driver created it.
 func (d *Driver) TenantResources(ctx context.Context) ([]controlplane.Resource, error) {
 	f := filters.NewArgs(filters.Arg("label", LabelManaged+"=true"))
 	out := []controlplane.Resource{}
@@ -854,10 +889,14 @@ func (d *Driver) TenantResources(ctx context.Context) ([]controlplane.Resource, 
 			out = append(out, controlplane.Resource{Kind: controlplane.ResourceNetwork, Name: n.Name, TenantID: id})
 		}
 	}
-	return out, nil
+	vs, err := d.tenantVolumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, vs...), nil
 }
 
 // ResourceKinds implements controlplane.ResourceLister.
 func (d *Driver) ResourceKinds() []string {
-	return []string{controlplane.ResourceContainer, controlplane.ResourceNetwork}
+	return []string{controlplane.ResourceContainer, controlplane.ResourceNetwork, controlplane.ResourceVolume}
 }

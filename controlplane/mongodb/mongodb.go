@@ -127,6 +127,9 @@ type tenantDoc struct {
 	Branding       brandingDoc        `bson:"branding"`
 	Webhooks       []webhookDoc       `bson:"webhooks"`
 	Dedicated      bool               `bson:"dedicated"`
+	Tier           string             `bson:"tier,omitempty"`
+	Stack          stackDoc           `bson:"stack"`
+	DatabasePass   string             `bson:"databasePassword,omitempty"`
 	CreatedAt      time.Time          `bson:"createdAt"`
 	UpdatedAt      time.Time          `bson:"updatedAt"`
 	DeleteAt       *time.Time         `bson:"deleteAt,omitempty"`
@@ -138,6 +141,7 @@ type tenantDoc struct {
 	SigningKeyID   string             `bson:"signingKid"`
 	PreviousKeys   []previousKeyDoc   `bson:"previousKeys"`
 	Generation     int64              `bson:"generation"`
+	Tenancy        string             `bson:"tenancy,omitempty"`
 	BootstrapUsers []bootstrapUserDoc `bson:"bootstrapUsers"`
 	Version        int64              `bson:"version"`
 	// LastEventSeq and LastEventNonce identify the tenant's latest event (events.go); zero for a
@@ -179,6 +183,18 @@ type cellDoc struct {
 	Generation  int64      `bson:"generation,omitempty"`
 }
 
+// stackDoc is the stored shape of controlplane.Stack.
+type stackDoc struct {
+	Done           int    `bson:"done"`
+	DatabaseAuth   string `bson:"databaseAuth,omitempty"`
+	DatabaseUser   string `bson:"databaseUser,omitempty"`
+	Network        string `bson:"network,omitempty"`
+	DatabaseServer string `bson:"databaseServer,omitempty"`
+	DatabaseVolume string `bson:"databaseVolume,omitempty"`
+	DatabaseURI    string `bson:"databaseUri,omitempty"`
+	Bucket         string `bson:"bucket,omitempty"`
+}
+
 type bootstrapUserDoc struct {
 	Email        string   `bson:"email"`
 	Name         string   `bson:"name"`
@@ -198,8 +214,10 @@ func toDoc(t *controlplane.Tenant) tenantDoc {
 			t.Cell.S3Prefix, t.Cell.StartedAt, t.Cell.Generation},
 		SigningSeed: t.Secrets.SigningKeySeed, SigningKeyID: t.Secrets.SigningKeyID,
 		PreviousKeys: []previousKeyDoc{}, Generation: t.Generation,
+		Tier: t.Tier, Stack: stackDoc(t.Stack), DatabasePass: t.Secrets.DatabasePassword,
 		Webhooks: []webhookDoc{}, BootstrapUsers: []bootstrapUserDoc{}, Version: t.Version,
 	}
+	d.Tenancy = t.Tenancy
 	for _, k := range t.Secrets.PreviousKeys {
 		d.PreviousKeys = append(d.PreviousKeys, previousKeyDoc{k.KID, k.PublicKey, k.RetiredAt.UTC()})
 	}
@@ -233,6 +251,17 @@ func fromDoc(d tenantDoc) *controlplane.Tenant {
 		t.Secrets.PreviousKeys = append(t.Secrets.PreviousKeys, cell.VerificationKey{KID: k.KID, PublicKey: k.PublicKey, RetiredAt: k.RetiredAt.UTC()})
 	}
 	t.DeleteAt = utcPtr(d.DeleteAt)
+	t.Tenancy = d.Tenancy
+	if t.Tenancy == "" { // saved before tenancy modes were recorded
+		t.Tenancy = controlplane.TenancyStrict
+	}
+	t.Tier, t.Stack, t.Secrets.DatabasePassword = d.Tier, controlplane.Stack(d.Stack), d.DatabasePass
+	if t.Tier == "" { // saved before tiers were recorded
+		t.Tier = controlplane.TierShared
+		if t.Dedicated {
+			t.Tier = controlplane.TierDedicated
+		}
+	}
 	t.StateBeforeDeletion, t.TeardownDone = controlplane.State(d.BeforeDeletion), d.TeardownDone
 	for _, w := range d.Webhooks {
 		t.Webhooks = append(t.Webhooks, controlplane.Webhook{URL: w.URL, Events: nonNil(w.Events)})

@@ -73,7 +73,12 @@ type TenantPrefixes struct {
 // RemoveTenantData deletes every object under controlplane.S3Prefix(t.ID), in batches of at most
 // 1000. A missing bucket or an empty prefix is success.
 func (p TenantPrefixes) RemoveTenantData(ctx context.Context, t *controlplane.Tenant) error {
-	prefix := controlplane.S3Prefix(t.ID)
+	return p.removePrefix(ctx, controlplane.S3Prefix(t.ID))
+}
+
+// removePrefix deletes every object of the bucket under prefix ("" for all), in batches of at
+// most 1000. A missing bucket or an empty prefix is success.
+func (p TenantPrefixes) removePrefix(ctx context.Context, prefix string) error {
 	pages := s3.NewListObjectsV2Paginator(p.Client, &s3.ListObjectsV2Input{Bucket: aws.String(p.Bucket), Prefix: aws.String(prefix)})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)

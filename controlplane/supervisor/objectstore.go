@@ -35,12 +35,15 @@ var objectStoreHolders = []controlplane.State{
 	controlplane.StateSuspendRequested, controlplane.StateResumeRequested,
 }
 
-// cellConfig returns t's cell configuration (Platform.CellConfig). With an ObjectStoreIAM it
-// first grants the tenant's object-store credentials and hands those to the cell instead of the
-// platform's.
+// cellConfig returns t's cell configuration (Platform.CellConfig) adapted to its tier
+// (tierCellConfig). With an ObjectStoreIAM it first grants a shared-tier tenant's object-store
+// credentials and hands those to the cell instead of the platform's.
 func (s *Supervisor) cellConfig(ctx context.Context, t *controlplane.Tenant) (cell.Config, error) {
-	cfg := s.opts.Platform.CellConfig(t)
-	if s.opts.ObjectStoreIAM == nil {
+	cfg, err := s.tierCellConfig(ctx, t, s.opts.Platform.CellConfig(t))
+	if err != nil {
+		return cfg, err
+	}
+	if t.Dedicated || s.opts.ObjectStoreIAM == nil { // a dedicated tenant's credentials are on its own bucket
 		return cfg, nil
 	}
 	access, secret, err := s.opts.ObjectStoreIAM.GrantTenant(ctx, t.ID)
@@ -51,8 +54,15 @@ func (s *Supervisor) cellConfig(ctx context.Context, t *controlplane.Tenant) (ce
 	return cfg, nil
 }
 
-// revokeObjectStore revokes t's object-store credentials, if an ObjectStoreIAM is configured.
+// revokeObjectStore revokes t's object-store credentials: a dedicated tenant's on its own bucket
+// (TenantBuckets), a shared-tier tenant's through the ObjectStoreIAM, if one is configured.
 func (s *Supervisor) revokeObjectStore(ctx context.Context, t *controlplane.Tenant) error {
+	if t.Dedicated && s.opts.TenantBuckets != nil {
+		if err := s.opts.TenantBuckets.RevokeTenantBucket(ctx, t.ID); err != nil {
+			return fmt.Errorf("revoke bucket credentials: %w", err)
+		}
+		return nil
+	}
 	if s.opts.ObjectStoreIAM == nil {
 		return nil
 	}
@@ -73,7 +83,7 @@ func (s *Supervisor) objectStoreSynced(ctx context.Context, tenants []*controlpl
 	}
 	ids := []string{}
 	for _, t := range tenants {
-		if slices.Contains(objectStoreHolders, t.State) {
+		if slices.Contains(objectStoreHolders, t.State) && !t.Dedicated { // dedicated: own bucket
 			ids = append(ids, t.ID)
 		}
 	}

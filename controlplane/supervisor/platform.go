@@ -35,6 +35,9 @@ type Platform struct {
 	PresignTTL time.Duration
 	// CellLogLevel is passed to cells ("debug", "info", "warn", "error"; empty: "info").
 	CellLogLevel string
+	// TrustedProxies are passed to cells (cell.Config.TrustedProxies): the addresses or CIDR
+	// ranges of the proxies (Traefik) whose X-Forwarded-For they believe besides the loopback.
+	TrustedProxies []string
 }
 
 // TenantHost returns the host name of the tenant with key: "<key>.<Domain>".
@@ -69,7 +72,9 @@ func (p Platform) CellConfig(t *controlplane.Tenant) cell.Config {
 		BootstrapUsers: t.Secrets.BootstrapUsers, PresignTTL: p.PresignTTL,
 		MaxUploadBytes: t.Limits.MaxUploadBytes, MaxAgents: t.Limits.MaxAgents, LogLevel: strings.ToLower(p.CellLogLevel),
 		MaxOpenChats: t.Limits.MaxConcurrentChats, TenantRates: controlplane.RatesOf(t.Plan),
+		TrustedProxies: p.TrustedProxies,
 	}
+	cfg.Tenancy = t.Tenancy
 	if len(t.Secrets.SigningKeySeed) == ed25519.SeedSize {
 		cfg.SigningKey = ed25519.NewKeyFromSeed(t.Secrets.SigningKeySeed)
 	}

@@ -68,6 +68,10 @@ func (s *Supervisor) CreateTenant(ctx context.Context, req controlplane.NewTenan
 	if req.Plan == "" {
 		req.Plan = controlplane.DefaultPlan
 	}
+	tier, err := s.tierOf(req)
+	if err != nil {
+		return nil, err
+	}
 	limits, ok := controlplane.Plans[req.Plan]
 	if !ok {
 		return nil, controlplane.Errorf(controlplane.EInvalid, "plan %q is unknown (use free, pro or enterprise)", req.Plan)
@@ -99,10 +103,11 @@ func (s *Supervisor) CreateTenant(ctx context.Context, req controlplane.NewTenan
 		AllowedOrigins: append([]string{}, req.AllowedOrigins...), Plan: req.Plan, Limits: limits,
 		Branding:  controlplane.Branding{PrimaryColor: defaultPrimaryColor, WelcomeText: defaultWelcomeText},
 		Webhooks:  []controlplane.Webhook{},
-		Dedicated: req.Dedicated, CreatedAt: now, UpdatedAt: now, URL: s.opts.Platform.TenantURL(req.Key),
+		Dedicated: tier == controlplane.TierDedicated, Tier: tier, CreatedAt: now, UpdatedAt: now, URL: s.opts.Platform.TenantURL(req.Key),
 		Cell:    controlplane.Cell{Driver: s.driver.Name(), Database: controlplane.DatabaseName(id), S3Prefix: controlplane.S3Prefix(id)},
 		Secrets: controlplane.Secrets{SigningKeySeed: seed, SigningKeyID: controlplane.NewSigningKeyID(), BootstrapUsers: users},
 	}
+	t.Tenancy = controlplane.TenancyStrict // every tenant starts strict; SetTenancy changes it
 	ev := controlplane.Event{TenantID: id, To: t.State, At: now, Reason: "requested by super-admin"}
 	if err := s.store.CreateTenant(ctx, t, ev); err != nil {
 		return nil, err
@@ -168,6 +173,9 @@ func (s *Supervisor) Tenant(ctx context.Context, idOrKey string) (*controlplane.
 func (s *Supervisor) present(t *controlplane.Tenant) {
 	t.URL = s.opts.Platform.TenantURL(t.Key)
 	t.SigningKeyID = t.Secrets.SigningKeyID
+	if t.Tenancy == "" {
+		t.Tenancy = controlplane.TenancyStrict
+	}
 }
 
 func (s *Supervisor) find(ctx context.Context, idOrKey string) (*controlplane.Tenant, error) {

@@ -49,6 +49,14 @@ type Options struct {
 	// instead of Platform.S3AccessKey and S3SecretKey, and revokes them on suspension and
 	// deletion (see ObjectStoreIAM).
 	ObjectStoreIAM ObjectStoreIAM
+	// DatabaseUsers, when set, gives every shared-tier tenant a database user of its own (see
+	// DatabaseUsers); a server without users is recorded and the cell keeps the platform's URI.
+	DatabaseUsers DatabaseUsers
+	// DatabaseServers and TenantBuckets provision the dedicated tier (a database server, a
+	// network and a bucket per tenant). Without both, a dedicated tenant is refused with
+	// controlplane.EUnsupported.
+	DatabaseServers DatabaseServers
+	TenantBuckets   TenantBuckets
 	// OnRoutes receives the whole route table after every change of it (and once at the first
 	// pass); an error is logged and the table is offered again at the next pass.
 	OnRoutes func([]traefik.Route) error
@@ -335,8 +343,13 @@ func (s *Supervisor) beginCreation(ctx context.Context, t *controlplane.Tenant) 
 	return s.transition(ctx, t, controlplane.StateCreating, "starting cell")
 }
 
-// finishCreation: creating → live once the cell answers /healthz, or creation-failed.
+// finishCreation: creating → creating while the tenant's stack is provisioned, one action per
+// step (see ProvisionActions), then creating → live once the cell answers /healthz, or
+// creation-failed.
 func (s *Supervisor) finishCreation(ctx context.Context, t *controlplane.Tenant) error {
+	if done, err := s.provisionNext(ctx, t); err != nil || !done {
+		return err
+	}
 	return s.bringUp(ctx, t, controlplane.StateCreationFailed)
 }
 

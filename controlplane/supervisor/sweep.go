@@ -10,9 +10,9 @@ import (
 
 var _ controlplane.Sweeper = (*Supervisor)(nil)
 
-// resourceListers returns the listers a sweep asks: the driver, the data removers and the
-// object-store credential manager when they implement controlplane.ResourceLister, then
-// Options.Resources.
+// resourceListers returns the listers a sweep asks: the driver, the data removers, the
+// object-store credential manager and the dedicated buckets' manager when they implement
+// controlplane.ResourceLister, then Options.Resources.
 func (s *Supervisor) resourceListers() []controlplane.ResourceLister {
 	var out []controlplane.ResourceLister
 	candidates := []any{s.driver}
@@ -21,6 +21,9 @@ func (s *Supervisor) resourceListers() []controlplane.ResourceLister {
 	}
 	if s.opts.ObjectStoreIAM != nil {
 		candidates = append(candidates, s.opts.ObjectStoreIAM)
+	}
+	if s.opts.TenantBuckets != nil {
+		candidates = append(candidates, s.opts.TenantBuckets) // dedicated buckets (and accounts)
 	}
 	for _, c := range candidates {
 		if l, ok := c.(controlplane.ResourceLister); ok {

@@ -38,7 +38,13 @@ type TeardownAction struct {
 // cell removal (process or container), each data remover in the order of Options.DataRemovers
 // (database, then object prefix, as cmd/controlplane wires them), and the object-store
 // credentials. The tombstone (state deleted) follows the last one.
+//
+// The tier adds its own actions (stackTeardown): a dedicated tenant's database server and volume
+// right after the cell stop, its bucket after the data removers; a shared-tier tenant's database
+// user after the cell removal (with Options.DatabaseUsers). The tier never changes, so the list
+// of a tenant is the same at every step and TeardownDone keeps indexing it.
 func (s *Supervisor) TeardownActions(t *controlplane.Tenant) []TeardownAction {
+	stack := s.stackTeardown(t)
 	actions := []TeardownAction{
 		{TeardownRoute, "route removed", func(ctx context.Context, t *controlplane.Tenant) error {
 			return s.publishRoutes(ctx, nil, time.Time{}) // the registry says deleting: not routed
@@ -46,10 +52,12 @@ func (s *Supervisor) TeardownActions(t *controlplane.Tenant) []TeardownAction {
 		{TeardownCellStop, "cell stopped, its connections closed", func(ctx context.Context, t *controlplane.Tenant) error {
 			return s.driver.Stop(ctx, t.ID)
 		}},
-		{TeardownCellRemove, fmt.Sprintf("cell removed (%s driver)", s.driver.Name()), func(ctx context.Context, t *controlplane.Tenant) error {
-			return s.driver.Remove(ctx, t.ID)
-		}},
 	}
+	actions = append(actions, stack[TeardownCellStop]...)
+	actions = append(actions, TeardownAction{TeardownCellRemove, fmt.Sprintf("cell removed (%s driver)", s.driver.Name()), func(ctx context.Context, t *controlplane.Tenant) error {
+		return s.driver.Remove(ctx, t.ID)
+	}})
+	actions = append(actions, stack[TeardownCellRemove]...)
 	for i, r := range s.opts.DataRemovers {
 		what := fmt.Sprintf("data of remover %d", i)
 		if d, ok := r.(controlplane.DataDescriber); ok {
@@ -59,7 +67,8 @@ func (s *Supervisor) TeardownActions(t *controlplane.Tenant) []TeardownAction {
 			return r.RemoveTenantData(ctx, t)
 		}})
 	}
-	if s.opts.ObjectStoreIAM != nil {
+	actions = append(actions, stack[teardownData]...)
+	if s.opts.ObjectStoreIAM != nil || (t.Dedicated && s.opts.TenantBuckets != nil) {
 		actions = append(actions, TeardownAction{TeardownCredentials, "object-store credentials revoked", s.revokeObjectStore})
 	}
 	return actions

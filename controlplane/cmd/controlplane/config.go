@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,10 +38,15 @@ const (
 	envCellBin          = "ATENDE_CELL_BIN"
 	envDriver           = "ATENDE_DRIVER"
 	envCellImage        = "ATENDE_CELL_IMAGE"
+	envMongoImage       = "ATENDE_MONGO_IMAGE"
 	envCellPresignTTL   = "ATENDE_CELL_PRESIGN_TTL"
 	envSeedDev          = "ATENDE_SEED_DEV"
 	envDeleteGrace      = "ATENDE_DELETE_GRACE"
 	envLogLevel         = "ATENDE_LOG_LEVEL"
+	// Settings of a deployment behind Traefik in containers (docker-compose.yml).
+	envCellTrustedProxies = "ATENDE_CELL_TRUSTED_PROXIES"
+	envDockerNetwork      = "ATENDE_DOCKER_NETWORK"
+	envEdgeInternalURL    = "ATENDE_EDGE_INTERNAL_URL"
 )
 
 // config is the control plane's whole configuration, read once at start.
@@ -61,6 +67,25 @@ type config struct {
 	// Driver runs cells: driverProcess (child processes) or driverDocker (containers from
 	// CellImage through the local Docker engine; see driver.go).
 	Driver, CellImage string
+	// PlatformWebhookURL, when set, receives every tenant lifecycle event (platformhook), signed
+	// with PlatformWebhookSecret.
+	PlatformWebhookURL, PlatformWebhookSecret string
+	// MongoImage is the dedicated tier's database server image (docker driver only).
+	MongoImage string
+
+	// CellTrustedProxies are the addresses or CIDR ranges whose X-Forwarded-For cells believe
+	// besides the loopback (cell.Config.TrustedProxies): Traefik's network when Traefik runs in a
+	// container. Empty: the loopback only.
+	CellTrustedProxies []string
+	// DockerNetwork, with the docker driver, is the network every cell container also joins and
+	// is addressed on ("atende-cell-<tenantId>:8080", see docker.Options.Network) instead of a
+	// port published on this host: the network Traefik, MongoDB and S3 are on in a compose
+	// deployment. Empty: cells are published on 127.0.0.1.
+	DockerNetwork string
+	// EdgeInternalURL is the base URL at which Traefik reaches the dev edge router, the backend
+	// of its fallback and paused services (landing, "tenant not found" and paused pages), e.g.
+	// "http://controlplane:8080" in compose. Empty: http://<the edge's listen address>.
+	EdgeInternalURL string
 }
 
 // loadConfig reads the configuration from flags (args) over environment variables (getenv) over
@@ -90,9 +115,15 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.CellBin, "cell-bin", env(envCellBin, ""), "cell executable; default the `cell` file next to this one ("+envCellBin+")")
 	fs.StringVar(&c.Driver, "driver", env(envDriver, driverProcess), "cell driver: process or docker ("+envDriver+")")
 	fs.StringVar(&c.CellImage, "cell-image", env(envCellImage, docker.DefaultImage), "cell image of the docker driver, built by `make images` ("+envCellImage+")")
+	fs.StringVar(&c.MongoImage, "mongo-image", env(envMongoImage, docker.DefaultDatabaseImage), "database server image of dedicated tenants (docker driver), built by `make images` ("+envMongoImage+")")
 	fs.StringVar(&ttl, "cell-presign-ttl", env(envCellPresignTTL, "5m"), "lifetime of presigned attachment URLs, at most 5m ("+envCellPresignTTL+")")
 	fs.StringVar(&grace, "delete-grace", env(envDeleteGrace, "24h"), "grace period before a deleted tenant is torn down; ctl tenant cancel-delete undoes a deletion within it ("+envDeleteGrace+")")
 	fs.StringVar(&seed, "seed-dev", env(envSeedDev, "true"), "seed the dev tenant ("+envSeedDev+")")
+	var proxies string
+	fs.StringVar(&proxies, "cell-trusted-proxies", env(envCellTrustedProxies, ""), "comma-separated IPs or CIDR ranges whose X-Forwarded-For cells believe, besides the loopback ("+envCellTrustedProxies+")")
+	fs.StringVar(&c.DockerNetwork, "docker-network", env(envDockerNetwork, ""), "network cell containers join and are addressed on, instead of a published port ("+envDockerNetwork+")")
+	fs.StringVar(&c.EdgeInternalURL, "edge-internal-url", env(envEdgeInternalURL, ""), "base URL at which Traefik reaches the edge router; default http://<edge address> ("+envEdgeInternalURL+")")
+	fs.StringVar(&c.PlatformWebhookURL, "platform-webhook-url", env(envPlatformWebhookURL, ""), "URL receiving every tenant lifecycle event as a signed POST; empty: none ("+envPlatformWebhookURL+")")
 	fs.StringVar(&c.LogLevelName, "log-level", env(envLogLevel, "info"), "debug, info, warn or error ("+envLogLevel+")")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -160,5 +191,64 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if abs, err := filepath.Abs(c.DataDir); err == nil {
 		c.DataDir = abs
 	}
+	errs = append(errs, c.checkContainerSettings(proxies)...)
+	errs = append(errs, c.checkPlatformWebhook(getenv)...)
 	return c, errors.Join(errs...)
+}
+
+// checkContainerSettings parses the comma-separated list proxies into c.CellTrustedProxies and
+// validates the settings of a deployment behind Traefik in containers. It returns one error per
+// invalid setting.
+func (c *config) checkContainerSettings(proxies string) []error {
+	var errs []error
+	for _, p := range strings.Split(proxies, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if err := cell.CheckTrustedProxy(p); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", envCellTrustedProxies, err))
+		}
+		c.CellTrustedProxies = append(c.CellTrustedProxies, p)
+	}
+	if c.DockerNetwork != "" && c.Driver != driverDocker {
+		errs = append(errs, fmt.Errorf("%s needs %s=%s", envDockerNetwork, envDriver, driverDocker))
+	}
+	if c.EdgeInternalURL != "" {
+		u, err := url.Parse(c.EdgeInternalURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			errs = append(errs, fmt.Errorf("%s: %q must be http(s)://host[:port]", envEdgeInternalURL, c.EdgeInternalURL))
+		}
+		c.EdgeInternalURL = strings.TrimSuffix(c.EdgeInternalURL, "/")
+	}
+	return errs
+}
+
+// Lifecycle webhooks to the platform (package platformhook). The secret comes from the
+// environment only, never from the command line.
+const (
+	envPlatformWebhookURL    = "ATENDE_PLATFORM_WEBHOOK_URL"
+	envPlatformWebhookSecret = "ATENDE_PLATFORM_WEBHOOK_SECRET"
+)
+
+// minPlatformWebhookSecret is the shortest secret accepted, in bytes: an HMAC-SHA256 key should
+// not be guessable (RFC 2104 §3 recommends at least the hash's output length; 16 bytes of a
+// random token is the floor here).
+const minPlatformWebhookSecret = 16
+
+// checkPlatformWebhook reads the webhook secret and validates the platform webhook settings: a
+// URL must be an absolute http or https URL and needs a secret of at least
+// minPlatformWebhookSecret bytes. It returns one error per invalid setting.
+func (c *config) checkPlatformWebhook(getenv func(string) string) []error {
+	c.PlatformWebhookSecret = getenv(envPlatformWebhookSecret)
+	if c.PlatformWebhookURL == "" {
+		return nil
+	}
+	var errs []error
+	if u, err := url.Parse(c.PlatformWebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("%s must be an absolute http or https URL", envPlatformWebhookURL))
+	}
+	if len(c.PlatformWebhookSecret) < minPlatformWebhookSecret {
+		errs = append(errs, fmt.Errorf("%s must be set to at least %d characters with %s", envPlatformWebhookSecret, minPlatformWebhookSecret, envPlatformWebhookURL))
+	}
+	return errs
 }

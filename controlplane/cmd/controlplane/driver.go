@@ -33,7 +33,7 @@ type cellDriver interface {
 // database and object store are gone). With external services they keep running in their
 // containers when the control plane exits, and the next control plane adopts them.
 func openDockerDriver(ctx context.Context, cfg *config, log *slog.Logger) (cellDriver, func(), error) {
-	d, err := docker.New(ctx, docker.Options{Image: cfg.CellImage, Logger: log})
+	d, err := docker.New(ctx, docker.Options{Image: cfg.CellImage, DatabaseImage: cfg.MongoImage, Network: cfg.DockerNetwork, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

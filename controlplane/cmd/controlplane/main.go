@@ -34,6 +34,7 @@ import (
 	"atende/controlplane/edge"
 	"atende/controlplane/ferret"
 	"atende/controlplane/mongodb"
+	"atende/controlplane/platformhook"
 	"atende/controlplane/process"
 	"atende/controlplane/s3bucket"
 	"atende/controlplane/supervisor"
@@ -110,6 +111,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 	// Object store.
 	s3Endpoint, s3Access, s3Secret := cfg.S3Endpoint, cfg.S3AccessKey, cfg.S3SecretKey
 	var objectIAM supervisor.ObjectStoreIAM // per-tenant credentials; only for the embedded gateway
+	var versitySrv *versity.Server          // the embedded gateway, if any
 	if s3Endpoint == "" {
 		creds, err := loadOrCreateS3Credentials(filepath.Join(cfg.DataDir, s3CredentialsFile))
 		if err != nil {
@@ -122,6 +124,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 		closers = append(closers, srv.Close)
 		s3Endpoint, s3Access, s3Secret = srv.Endpoint(), creds.AccessKey, creds.SecretKey
 		objectIAM = srv.TenantAccess(cfg.S3Bucket)
+		versitySrv = srv
 		log.Info("embedded S3 started", "endpoint", s3Endpoint)
 	}
 
@@ -173,7 +176,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 		Domain: cfg.Domain, PublicScheme: "http", PublicPort: publicPort, MongoURI: mongoURI,
 		S3Endpoint: s3Endpoint, S3PublicEndpoint: s3Public, S3Region: cfg.S3Region, S3Bucket: cfg.S3Bucket,
 		S3AccessKey: s3Access, S3SecretKey: s3Secret, ControlPlaneKey: key.Public().(ed25519.PublicKey),
-		PresignTTL: cfg.CellPresignTTL, CellLogLevel: cfg.LogLevelName,
+		PresignTTL: cfg.CellPresignTTL, CellLogLevel: cfg.LogLevelName, TrustedProxies: cfg.CellTrustedProxies,
 	}
 	pageData := templates.Data{Title: "Atende", Domain: cfg.Domain, EdgeURL: edgeURL}
 	notFound := templates.PlatformHandler("notfound.html", http.StatusNotFound, "not_found", "tenant not found", pageData)
@@ -185,6 +188,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 	// Traefik's fallback and paused services point at the edge router, which answers the
 	// landing, not-found and paused pages by Host (traefik.Build accepts base URLs only).
 	edgeBase := "http://" + edgeLn.Addr().String()
+	if cfg.EdgeInternalURL != "" { // Traefik in a container: the edge's name on its network
+		edgeBase = cfg.EdgeInternalURL
+	}
 	traefikOpts := traefik.Options{EntryPoints: []string{"web"}, FallbackURL: edgeBase, PausedURL: edgeBase}
 	if store3.Backend != "" {
 		traefikOpts.ObjectStoreURL, traefikOpts.ObjectStoreHost, traefikOpts.ObjectStoreBucket = store3.Backend, store3.Host, store3.Bucket
@@ -217,7 +223,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 			s3bucket.TenantPrefixes{Client: s3c, Bucket: cfg.S3Bucket},
 		},
 		ObjectStoreIAM: objectIAM,
-		Logger:         log.With("component", "supervisor"),
+		// Shared tier: a database user per tenant where the server has users (MongoDB), else
+		// recorded as unsupported (FerretDB). Dedicated tier: docker driver only (tiers.go).
+		DatabaseUsers:   mongodb.TenantUsers{Client: store.Client()},
+		DatabaseServers: dedicatedServers(driver),
+		TenantBuckets:   dedicatedBuckets(driver, versitySrv, s3c),
+		Logger:          log.With("component", "supervisor"),
 	})
 	if err != nil {
 		return err
@@ -234,9 +245,24 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 	}
 	closers = append(closers, func() { _ = transfers.Close(context.Background()) })
 
+	// Lifecycle webhooks to the platform URL, when configured; the delivery log stays readable
+	// through the API either way. Stopped before the registry is closed.
+	webhooks := platformhook.Log{Store: store, URL: cfg.PlatformWebhookURL}
+	if cfg.PlatformWebhookURL != "" {
+		deliverer, err := platformhook.New(platformhook.Options{URL: cfg.PlatformWebhookURL, Secret: cfg.PlatformWebhookSecret,
+			Store: store, Logger: log.With("component", "platformhook")})
+		if err != nil {
+			return err
+		}
+		hooksCtx, stopHooks := context.WithCancel(context.WithoutCancel(ctx))
+		hooksDone := make(chan struct{})
+		go func() { defer close(hooksDone); _ = deliverer.Run(hooksCtx) }()
+		closers = append(closers, func() { stopHooks(); <-hooksDone })
+	}
+
 	// Servers.
 	app := api.New(api.Options{Service: sup, TokenKey: key.Public().(ed25519.PublicKey), NotFound: notFound, Paused: paused,
-		Logger: log.With("component", "api"), Transfer: transfers})
+		Logger: log.With("component", "api"), Transfer: transfers, Webhooks: webhooks})
 	go func() {
 		if err := app.Listener(apiLn); err != nil {
 			log.Error("API server", "err", err.Error())
