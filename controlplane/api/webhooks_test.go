@@ -196,18 +196,18 @@ func TestTenancyAndWebhookDeliveries(t *testing.T) {
 	})
 
 	t.Run("deliveries", func(t *testing.T) {
-		evs, err := c.TenantEvents(ctx, "acme")
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The supervisor may still be recording events (the cancelled deletion brings the tenant
+		// back to live): wait until the newest event is the newest delivery, reading both again
+		// each time, and compare those two reads.
+		var evs []controlplane.Event
+		var log *controlplane.WebhookLog
 		poll("every event delivered", func() bool {
-			log, err := c.WebhookDeliveries(ctx, "acme", 0)
-			return err == nil && len(log.Deliveries) >= len(evs)
+			var err1, err2 error
+			evs, err1 = c.TenantEvents(ctx, "acme")
+			log, err2 = c.WebhookDeliveries(ctx, "acme", 0)
+			return err1 == nil && err2 == nil && len(evs) > 0 && len(log.Deliveries) >= len(evs) &&
+				log.Deliveries[0].EventID == mongodb.EventID(created.ID, evs[len(evs)-1].Seq)
 		})
-		log, err := c.WebhookDeliveries(ctx, "acme", 0)
-		if err != nil {
-			t.Fatal(err)
-		}
 		if !log.Enabled || log.URL != receiver.URL {
 			t.Fatalf("enabled %v url %q", log.Enabled, log.URL)
 		}
