@@ -15,6 +15,7 @@ import (
 
 	"atende/cell"
 	"atende/cell/auth"
+	"atende/cell/healthcheck"
 	"atende/cell/mongodb"
 	"atende/cell/realtime"
 	"atende/cell/s3blob"
@@ -23,9 +24,13 @@ import (
 	"atende/cell/webhook"
 )
 
+// healthcheckFlag makes the binary probe a running cell instead of serving: `cell -healthcheck`
+// (the image's HEALTHCHECK; it has no shell or curl).
+const healthcheckFlag = "-healthcheck"
+
 func main() {
 	if len(os.Args) == 2 && os.Args[1] == healthcheckFlag {
-		os.Exit(healthcheck(os.Getenv, os.Stderr))
+		os.Exit(healthcheck.HTTP(os.Getenv(cell.EnvListenAddr), os.Stderr))
 	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "cell:", err)

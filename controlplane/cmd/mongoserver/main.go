@@ -28,11 +28,11 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"atende/cell/healthcheck"
 	"atende/controlplane/ferret"
 )
 
@@ -42,9 +42,6 @@ const (
 	envDataDir  = "ATENDE_DATA_DIR"
 	envLogLevel = "ATENDE_LOG_LEVEL"
 )
-
-// healthcheckTimeout bounds the whole probe; the image's HEALTHCHECK timeout is longer.
-const healthcheckTimeout = 2 * time.Second
 
 // config is the server's configuration.
 type config struct {
@@ -63,7 +60,7 @@ func main() {
 		os.Exit(2)
 	}
 	if cfg.Healthcheck {
-		os.Exit(healthcheck(cfg.Addr, os.Stdout))
+		os.Exit(probe(cfg.Addr, os.Stdout))
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -109,22 +106,19 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	return c, errors.Join(errs...)
 }
 
-// healthcheck sends `ping` to the server listening on addr (an unspecified or empty host is the
+// probe sends `ping` to the server listening on addr (an unspecified or empty host is the
 // loopback) and returns 0 when it answers ok, 1 otherwise, with the reason written to out
 // (Docker keeps it in the container's health log).
-func healthcheck(addr string, out io.Writer) int {
-	host, port, err := net.SplitHostPort(addr)
+func probe(addr string, out io.Writer) int {
+	target, err := healthcheck.Target(addr)
 	if err != nil {
 		fmt.Fprintln(out, "healthcheck:", err)
 		return 1
 	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), healthcheckTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), healthcheck.Timeout)
 	defer cancel()
-	uri := "mongodb://" + net.JoinHostPort(host, port) + "/?directConnection=true"
-	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetTimeout(healthcheckTimeout))
+	uri := "mongodb://" + target + "/?directConnection=true"
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetTimeout(healthcheck.Timeout))
 	if err != nil {
 		fmt.Fprintln(out, "healthcheck:", err)
 		return 1

@@ -22,16 +22,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
+	"atende/cell/healthcheck"
 	"atende/controlplane/versity"
 )
 
@@ -42,9 +40,6 @@ const (
 	envAccessKey = "ATENDE_S3_ACCESS_KEY"
 	envSecretKey = "ATENDE_S3_SECRET_KEY"
 )
-
-// healthcheckTimeout bounds the whole probe; the image's HEALTHCHECK timeout is longer.
-const healthcheckTimeout = 2 * time.Second
 
 // config is the server's configuration.
 type config struct {
@@ -62,7 +57,7 @@ func main() {
 		os.Exit(2)
 	}
 	if cfg.Healthcheck {
-		os.Exit(healthcheck(cfg.Addr, os.Stdout))
+		os.Exit(healthcheck.HTTP(cfg.Addr, os.Stdout))
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -110,30 +105,4 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		errs = append(errs, fmt.Errorf("%s and %s are required", envAccessKey, envSecretKey))
 	}
 	return c, errors.Join(errs...)
-}
-
-// healthcheck requests /healthz of the gateway listening on addr (an unspecified or empty host is
-// the loopback) and returns 0 on a 200, 1 otherwise, with the reason written to out (Docker keeps
-// it in the container's health log).
-func healthcheck(addr string, out io.Writer) int {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		fmt.Fprintln(out, "healthcheck:", err)
-		return 1
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	client := &http.Client{Timeout: healthcheckTimeout}
-	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/healthz")
-	if err != nil {
-		fmt.Fprintln(out, "healthcheck:", err)
-		return 1
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintln(out, "healthcheck: /healthz answered", resp.Status)
-		return 1
-	}
-	return 0
 }

@@ -1,4 +1,4 @@
-package main
+package healthcheck
 
 import (
 	"io"
@@ -6,11 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-
-	"atende/cell"
 )
 
-func TestHealthcheck(t *testing.T) {
+func TestHTTP(t *testing.T) {
 	status := http.StatusOK
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" {
@@ -38,10 +36,26 @@ func TestHealthcheck(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status = tc.status
-			env := map[string]string{cell.EnvListenAddr: tc.addr}
-			if got := healthcheck(func(k string) string { return env[k] }, io.Discard); got != tc.want {
+			if got := HTTP(tc.addr, io.Discard); got != tc.want {
 				t.Fatalf("exit code %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestTarget(t *testing.T) {
+	for in, want := range map[string]string{
+		"0.0.0.0:8080":  "127.0.0.1:8080",
+		":27017":        "127.0.0.1:27017",
+		"[::]:9000":     "[::1]:9000",
+		"10.0.0.5:8080": "10.0.0.5:8080",
+		"cell:8080":     "cell:8080",
+	} {
+		if got, err := Target(in); err != nil || got != want {
+			t.Errorf("Target(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := Target("no-port"); err == nil {
+		t.Error("Target(\"no-port\") succeeded")
 	}
 }
