@@ -16,20 +16,18 @@ import (
 // database for them reads and decodes every chat the tenant ever had: at 100,000 closed chats,
 // seconds of CPU for each pass. The directory keeps, in memory, a summary of the open (queued and
 // active) chats instead: every chat write of this process updates it (mutateChat, openChat), and
-// a full read refreshes it every dirRefresh, which also brings in what other replicas changed.
+// a full read refreshes it every DirectoryRefresh, which also brings in what other replicas changed.
 //
 // It only chooses candidates. Every action taken on one (an assignment, a close) re-reads the
 // chat under its lock and re-checks its state, and capacity is held by slot claims, so a stale
 // entry costs at most a wasted point read or a pass that waits for the next refresh; never a
 // wrong assignment.
 
-// dirRefresh is how often the directory is rebuilt from a full read of the chats (10 s, the
+// DirectoryRefresh is how often the directory is rebuilt from a full read of the chats (10 s, the
 // period of the timer sweep, which read every chat before the directory existed): a chat opened
 // on another replica is routed by this one within it.
-const dirRefresh = 10 * time.Second
+const DirectoryRefresh = 10 * time.Second
 
-// DirectoryRefresh is dirRefresh, for tests that wait for another replica's directory.
-const DirectoryRefresh = dirRefresh
 
 // recentWaits is how many of the latest accept waits the queue estimate uses (50).
 const recentWaits = 50
@@ -102,11 +100,11 @@ func (d *chatDirectory) addWait(chatID string, seconds float64) {
 }
 
 // openChats returns the open chats, oldest first, and the latest accept waits, refreshing the
-// directory from the database when it is older than dirRefresh.
+// directory from the database when it is older than DirectoryRefresh.
 func (s *Service) openChats(ctx context.Context) ([]dirEntry, []float64, error) {
 	d := &s.dir
 	d.mu.Lock()
-	due := d.open == nil || time.Since(d.at) >= dirRefresh
+	due := d.open == nil || time.Since(d.at) >= DirectoryRefresh
 	d.mu.Unlock()
 	if due {
 		if err := s.refreshDirectory(ctx); err != nil {

@@ -347,15 +347,10 @@ func (s *Service) catchUpChat(ctx context.Context, chatID string, st *chatLock) 
 	return done
 }
 
-// lastSeq returns the highest stored message seq of chat: the recorded lastSeq, then probing
-// upward for messages stored after it (a crash between insert and RecordLastMessage, or another
-// process).
-func (s *Service) lastSeq(ctx context.Context, chat cell.Chat) (int64, error) {
-	return s.lastSeqOf(ctx, chat, false)
-}
-
-// lastSeqOf is lastSeq for the chat's messages (private false) or notes (private true; notes
-// have no recorded hint, so the probe starts at 0 — notes are few).
+// lastSeqOf returns the highest stored seq of the chat's messages (private false) or notes
+// (private true): the chat's recorded lastSeq hint, then probing upward by point reads for seqs
+// stored after it (the hint is written at most every HintEvery, and another process may have
+// appended). Notes have no hint, so their probe starts at 0 (notes are few).
 func (s *Service) lastSeqOf(ctx context.Context, chat cell.Chat, private bool) (int64, error) {
 	var last int64
 	if !private {
