@@ -68,6 +68,11 @@ func TestCapacityHoldsUnderRace(t *testing.T) {
 		for i := range chats {
 			_, chats[i] = tc.newVisitorChat(fmt.Sprint("race ", round, i))
 		}
+		// Write the new chats' lastSeq hints before the race. On FerretDB v1 the hint's $set is a
+		// read-modify-write of the whole chat document, so a hint written by this replica while
+		// the other one records an accept can undo that accept (a known cross-replica defect of
+		// the hint, see the README's delivery section); this test is about capacity.
+		tc.svc.FlushHints(ctx)
 		p := cell.Principal{Subject: agent.ID, TenantID: tc.cfg.TenantID, Roles: []string{cell.RoleAgent}, Name: agent.Name}
 		errs := make([]error, len(chats))
 		var wg sync.WaitGroup
